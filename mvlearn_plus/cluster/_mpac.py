@@ -1,0 +1,1 @@
+class PartitionAlignmentClustering: pass

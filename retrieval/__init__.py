@@ -1,0 +1,1 @@
+"""Cross-modal image-text retrieval on CLIP backbones (placeholder until its own issue)."""
