@@ -130,11 +130,15 @@ def check_views(
 
 
 def check_n_clusters(n_clusters: int, n_samples: int) -> int:
-    """Check that ``2 <= n_clusters <= n_samples`` and return it as an int."""
+    """Check that ``1 <= n_clusters <= n_samples`` and return it as an int.
+
+    ``n_clusters=1`` is allowed (it trivially puts every sample in one cluster) because
+    scikit-learn's estimator checks fit clusterers with a single cluster.
+    """
     if not isinstance(n_clusters, Integral) or isinstance(n_clusters, bool):
         raise TypeError(f"n_clusters must be an integer; got {n_clusters!r}.")
-    if n_clusters < 2:
-        raise ValueError(f"n_clusters={n_clusters} must be at least 2.")
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters={n_clusters} must be at least 1.")
     if n_clusters > n_samples:
         raise ValueError(
             f"n_clusters={n_clusters} is larger than the number of samples "
