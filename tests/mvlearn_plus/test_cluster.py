@@ -1,0 +1,165 @@
+"""Behaviour of the spectral estimators MGF and mPAC."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from mvlearn_plus.cluster import MultiGraphFusionClustering, PartitionAlignmentClustering
+from mvlearn_plus.metrics import clustering_accuracy
+
+ESTIMATORS = [MultiGraphFusionClustering, PartitionAlignmentClustering]
+
+
+def planted_views(n=240, n_clusters=4, seed=0):
+    """Three views of the same planted partition; the third is much noisier than the others."""
+    rng = np.random.RandomState(seed)
+    y = np.repeat(np.arange(n_clusters), n // n_clusters)
+    views = []
+    for dim, noise in [(20, 1.0), (30, 1.2), (10, 3.0)]:
+        centers = rng.normal(size=(n_clusters, dim)) * 2.0
+        views.append(centers[y] + noise * rng.normal(size=(y.size, dim)))
+    perm = rng.permutation(y.size)
+    return [v[perm] for v in views], y[perm]
+
+
+@parametrize_with_checks([MultiGraphFusionClustering(), PartitionAlignmentClustering()])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("algorithm", ["dense", "knn"])
+def test_recovers_planted_clusters(Estimator, algorithm):
+    views, y = planted_views()
+    model = Estimator(n_clusters=4, algorithm=algorithm, random_state=0).fit(views)
+    assert model.algorithm_ == algorithm
+    assert clustering_accuracy(y, model.labels_) > 0.95
+    assert model.labels_.dtype == np.int64
+    assert set(np.unique(model.labels_)) == {0, 1, 2, 3}
+    assert model.n_views_ == 3 and model.n_features_per_view_ == (20, 30, 10)
+    assert model.n_features_in_ == 60
+    assert model.n_iter_ >= 1 and len(model.objective_history_) == model.n_iter_
+    np.testing.assert_allclose(model.view_weights_.sum(), 1.0)
+    assert np.all(np.isfinite(model.objective_history_))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_noisy_view_gets_the_least_influence(Estimator):
+    views, _ = planted_views()
+    model = Estimator(n_clusters=4, random_state=0).fit(views)
+    w = model.view_weights_
+    # MGF: larger weight = more influence; mPAC: influence is 1 / w_v
+    influence = w if Estimator is MultiGraphFusionClustering else 1.0 / w
+    assert np.argmin(influence) == 2
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("algorithm", ["dense", "knn"])
+def test_deterministic_under_random_state(Estimator, algorithm):
+    views, _ = planted_views(n=120, seed=3)
+    a = Estimator(n_clusters=4, algorithm=algorithm, random_state=7).fit(views)
+    b = Estimator(n_clusters=4, algorithm=algorithm, random_state=7).fit(views)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.objective_history_, b.objective_history_)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_knn_path_with_full_support_equals_exact_path(Estimator):
+    # With n_neighbors = n - 1 the kNN support is every other sample, so the kNN path solves
+    # the same zero-diagonal problems as the exact path.
+    views, _ = planted_views(n=80, seed=1)
+    dense = Estimator(n_clusters=4, algorithm="dense", random_state=0, max_iter=3).fit(views)
+    knn = Estimator(
+        n_clusters=4, algorithm="knn", n_neighbors=79, random_state=0, max_iter=3
+    ).fit(views)
+    np.testing.assert_array_equal(dense.labels_, knn.labels_)
+    np.testing.assert_allclose(dense.objective_history_, knn.objective_history_, rtol=1e-4)
+    if Estimator is MultiGraphFusionClustering:
+        np.testing.assert_allclose(dense.affinity_, knn.affinity_.toarray(), atol=1e-5)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_sparse_views_give_the_same_result(Estimator):
+    views, _ = planted_views(n=120, seed=2)
+    views = [np.maximum(v, 0) for v in views]  # make them look like non-negative counts
+    dense = Estimator(n_clusters=4, random_state=0).fit(views)
+    sparse = Estimator(n_clusters=4, random_state=0).fit([sp.csr_matrix(v) for v in views])
+    np.testing.assert_array_equal(dense.labels_, sparse.labels_)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_predict_on_held_out_samples(Estimator):
+    views, y = planted_views(n=400, seed=4)
+    train, test = np.arange(320), np.arange(320, 400)
+    model = Estimator(n_clusters=4, random_state=0).fit([v[train] for v in views])
+    predicted = model.predict([v[test] for v in views])
+    # map the held-out predictions with the matching learnt on the training labels
+    assert clustering_accuracy(y[test], predicted) > 0.95
+    assert clustering_accuracy(model.labels_, model.predict([v[train] for v in views])) > 0.95
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_reference_variant_runs_and_is_dense_only(Estimator):
+    views, _ = planted_views(n=120)
+    model = Estimator(n_clusters=4, variant="reference", random_state=0).fit(views)
+    assert model.algorithm_ == "dense"
+    assert model.labels_.shape == (120,)
+    with pytest.raises(ValueError, match="reference"):
+        Estimator(n_clusters=4, variant="reference", algorithm="knn").fit(views)
+
+
+def test_mgf_graph_properties():
+    views, _ = planted_views(n=120)
+    model = MultiGraphFusionClustering(n_clusters=4, random_state=0).fit(views)
+    Z = model.affinity_
+    np.testing.assert_allclose(Z, Z.T)
+    assert np.all(Z >= 0) and np.all(np.diag(Z) == 0)
+    np.testing.assert_allclose(model.embedding_.T @ model.embedding_, np.eye(4), atol=1e-8)
+    assert model.cluster_centers_.shape == (4, 4)
+    knn = MultiGraphFusionClustering(n_clusters=4, algorithm="knn", random_state=0).fit(views)
+    assert sp.issparse(knn.affinity_)
+    assert (knn.affinity_ - knn.affinity_.T).count_nonzero() == 0
+
+
+def test_mpac_attributes():
+    views, _ = planted_views(n=120)
+    model = PartitionAlignmentClustering(n_clusters=4, store_graphs=True, random_state=0).fit(
+        views
+    )
+    assert model.indicator_.shape == (120, 4)
+    np.testing.assert_array_equal(model.indicator_.toarray().argmax(axis=1), model.labels_)
+    for F, R, S in zip(model.view_embeddings_, model.rotations_, model.view_affinities_):
+        np.testing.assert_allclose(F.T @ F, np.eye(4), atol=1e-8)
+        np.testing.assert_allclose(R.T @ R, np.eye(4), atol=1e-8)
+        np.testing.assert_allclose(S, S.T)
+        assert np.all(S >= 0) and np.all(np.diag(S) == 0)
+    assert not hasattr(PartitionAlignmentClustering(n_clusters=4).fit(views), "view_affinities_")
+
+
+def test_mpac_repairs_empty_clusters():
+    from mvlearn_plus.cluster._mpac import _assign_with_repair
+
+    scores = np.array([[5.0, 0, 0], [4, 0, 0], [3, 2.9, 0], [0, 0, 0.0]])
+    scores[3] = [1, 0, 0]
+    labels = _assign_with_repair(scores)
+    assert set(labels) == {0, 1, 2}
+    assert labels[2] == 1  # the sample that loses least moves
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_clear_errors_for_bad_input(Estimator):
+    views, _ = planted_views(n=40)
+    with pytest.raises(ValueError, match="view 1 has 39"):
+        Estimator(n_clusters=2).fit([views[0], views[1][:-1]])
+    bad = views[1].copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="view 1.*NaN"):
+        Estimator(n_clusters=2).fit([views[0], bad])
+    with pytest.raises(ValueError, match="too few samples"):
+        Estimator(n_clusters=50).fit(views)
+    model = Estimator(n_clusters=2, random_state=0).fit(views)
+    with pytest.raises(ValueError, match="2 views, but"):
+        model.predict(views[:2])
+    with pytest.raises(ValueError, match="View 2 has 9 features"):
+        model.predict([views[0], views[1], views[2][:, :9]])

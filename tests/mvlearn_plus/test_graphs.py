@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.stats import ortho_group
+
+from mvlearn_plus.cluster._self_expression import (
+    GramEigen,
+    LocalGram,
+    ridge_with_prior_zero_diagonal,
+)
+from mvlearn_plus.graphs import (
+    gpi,
+    knn_search,
+    laplacian,
+    normalized_adjacency,
+    pkn_graph,
+    polar_factor,
+    spectral_embedding,
+)
+
+
+def _brute_knn(X, k):
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    idx = np.argsort(D, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(D, idx, axis=1)
+
+
+def test_knn_search_matches_brute_force_and_excludes_self():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 4))
+    idx, dist = knn_search(X, 5, backend="sklearn")
+    ref_idx, ref_dist = _brute_knn(X, 5)
+    assert not np.any(idx == np.arange(60)[:, None])
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, atol=1e-10)
+
+
+def test_knn_search_sparse_and_duplicates():
+    X = np.array([[1.0, 0], [1.0, 0], [0, 1.0], [0, 2.0], [3.0, 3.0]])
+    idx, dist = knn_search(sp.csr_matrix(X), 2)
+    assert idx.shape == (5, 2)
+    assert not np.any(idx == np.arange(5)[:, None])
+    # the duplicate of sample 0 is its nearest neighbour at distance 0
+    assert idx[0, 0] == 1 and dist[0, 0] == pytest.approx(0.0)
+
+
+def test_knn_search_rejects_too_many_neighbours():
+    with pytest.raises(ValueError, match="n_neighbors"):
+        knn_search(np.zeros((4, 2)), 4)
+
+
+def test_pkn_graph_weights():
+    # one point with neighbours at squared distances 1, 2, 4 (k = 2): weights (4-1)/(8-3), (4-2)/5
+    idx = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+    dist = np.array([[1.0, 2.0, 4.0]] * 4)
+    W = pkn_graph(idx, dist, 2).toarray()
+    assert np.allclose(W, W.T)
+    assert np.allclose(np.diag(W), 0)
+    rowwise = np.zeros((4, 4))
+    rowwise[np.arange(4)[:, None], idx[:, :2]] = [0.6, 0.4]
+    np.testing.assert_allclose(W, (rowwise + rowwise.T) / 2)
+
+
+def test_pkn_graph_equal_distances_fall_back_to_uniform():
+    idx = np.array([[1, 2], [0, 2], [0, 1]])
+    W = pkn_graph(idx, np.zeros((3, 2)), 1).toarray()
+    assert np.all(np.isfinite(W))
+    np.testing.assert_allclose(W.sum(), 3.0)
+
+
+def test_laplacians():
+    W = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 2], [0, 2, 0.0]]))
+    L = laplacian(W).toarray()
+    np.testing.assert_allclose(L.sum(axis=1), 0)
+    Ls = laplacian(W, normalized=True).toarray()
+    d = np.array([1, 3, 2.0])
+    np.testing.assert_allclose(Ls, np.eye(3) - W.toarray() / np.sqrt(np.outer(d, d)))
+    # an isolated node has degree 1 in the normalisation, so no inf/nan
+    W0 = sp.csr_matrix(np.array([[0, 0], [0, 0.0]]))
+    assert np.all(np.isfinite(normalized_adjacency(W0).toarray()))
+
+
+def _two_block_graph(n=400, seed=0):
+    rng = np.random.RandomState(seed)
+    labels = np.repeat([0, 1, 2], [n // 3, n // 3, n - 2 * (n // 3)])
+    same = labels[:, None] == labels[None, :]
+    W = rng.uniform(size=(n, n)) * np.where(same, 1.0, 0.02)
+    W = np.triu(W, 1)
+    return W + W.T, labels
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_spectral_embedding_dense_and_iterative_agree(normalized):
+    W, _ = _two_block_graph()
+    F_dense, vals_dense = spectral_embedding(W, 3, normalized=normalized)
+    F_iter, vals_iter = spectral_embedding(
+        sp.csr_matrix(W), 3, normalized=normalized, random_state=0, dense_max_samples=0
+    )
+    np.testing.assert_allclose(vals_dense, vals_iter, atol=1e-6)
+    # same subspace: the projector onto the eigenvectors agrees
+    np.testing.assert_allclose(F_dense @ F_dense.T, F_iter @ F_iter.T, atol=1e-5)
+    F_warm, _ = spectral_embedding(
+        sp.csr_matrix(W), 3, normalized=normalized, initial=F_iter + 1e-3, dense_max_samples=0
+    )
+    np.testing.assert_allclose(F_warm @ F_warm.T, F_dense @ F_dense.T, atol=1e-4)
+    assert vals_dense[0] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_polar_factor_solves_procrustes():
+    rng = np.random.RandomState(0)
+    M = rng.normal(size=(5, 5))
+    R = polar_factor(M)
+    np.testing.assert_allclose(R.T @ R, np.eye(5), atol=1e-12)
+    best = np.trace(R.T @ M)
+    for seed in range(20):
+        Q = ortho_group.rvs(5, random_state=seed)
+        assert np.trace(Q.T @ M) <= best + 1e-12
+
+
+def test_gpi_decreases_objective_and_finds_eigenvectors():
+    W, _ = _two_block_graph(90)
+    L = laplacian(W)
+    rng = np.random.RandomState(1)
+    F0 = np.linalg.qr(rng.normal(size=(90, 3)))[0]
+    B = 0.01 * rng.normal(size=(90, 3))
+    objective = lambda F: np.trace(F.T @ L @ F) - 2 * np.trace(F.T @ B)  # noqa: E731
+    eta = 2 * W.sum(axis=1).max()
+    values = [objective(F0)]
+    F = F0
+    for _ in range(20):
+        F, _ = gpi(L, B, F, eta=eta, max_iter=1)
+        values.append(objective(F))
+    assert np.all(np.diff(values) <= 1e-9)
+    F, _ = gpi(L, np.zeros((90, 3)), F0, eta=eta, max_iter=5000, tol=1e-12)
+    smallest = np.sort(np.linalg.eigvalsh(L))[:3].sum()
+    assert np.trace(F.T @ L @ F) == pytest.approx(smallest, rel=1e-4, abs=1e-6)
+
+
+def test_zero_diagonal_ridge_matches_constrained_least_squares():
+    rng = np.random.RandomState(0)
+    n, d, mu, c = 12, 5, 0.7, 0.3
+    X = rng.normal(size=(n, d))
+    prior = rng.uniform(size=(n, n))
+    Z = ridge_with_prior_zero_diagonal(GramEigen(X), mu, prior, c)
+    K = X @ X.T
+    for j in range(n):
+        others = np.delete(np.arange(n), j)
+        A = K[np.ix_(others, others)] + mu * np.eye(n - 1)
+        b = K[others, j] + c * prior[others, j]
+        np.testing.assert_allclose(Z[others, j], np.linalg.solve(A, b), atol=1e-10)
+        assert Z[j, j] == 0.0
+
+
+def test_local_gram_solves_local_systems():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 6))
+    idx, _ = knn_search(X, 4)
+    local = LocalGram(sp.csr_matrix(X), idx)
+    rhs = rng.normal(size=(30, 4))
+    z = local.solve(rhs, 0.5)
+    for j in range(30):
+        G = X[idx[j]] @ X[idx[j]].T
+        np.testing.assert_allclose(z[j], np.linalg.solve(G + 0.5 * np.eye(4), rhs[j]), rtol=1e-4,
+                                   atol=1e-5)
+        np.testing.assert_allclose(local.inner[j], X[idx[j]] @ X[j], atol=1e-5)
