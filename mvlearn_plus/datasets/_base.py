@@ -127,7 +127,8 @@ def _missing_file_error(info: DatasetInfo, searched: list[Path]) -> FileNotFound
 
 def _load_shipped(info: DatasetInfo, home: Path | None) -> Bunch:
     root = _shipped_root()
-    candidates = [root / info.filename] if root is not None else [r / info.filename for r in _shipped_roots()]
+    roots = [root] if root is not None else _shipped_roots()
+    candidates = [r / info.filename for r in roots]
     if home is not None:
         # Lets an install without the data use copies the user downloaded separately.
         candidates += [home / Path(info.filename).name, home / info.filename]
@@ -137,7 +138,8 @@ def _load_shipped(info: DatasetInfo, home: Path | None) -> Bunch:
 
     data = load_mat(path, name=info.name)
     dims = tuple(v.shape[1] for v in data.views)
-    if (data.target.shape[0], dims, data.n_clusters) != (info.n_samples, info.n_features, info.n_classes):
+    expected = (info.n_samples, info.n_features, info.n_classes)
+    if (data.target.shape[0], dims, data.n_clusters) != expected:
         logger.warning(
             "%s does not match the catalogued %s (n=%d, dims=%s, %d classes): got n=%d, dims=%s, "
             "%d classes; is it a different version of the file?",
@@ -149,7 +151,7 @@ def _load_shipped(info: DatasetInfo, home: Path | None) -> Bunch:
     data.kind = info.kind
 
     # The card stays with the shipped data even when the .mat came from the data home.
-    cards = [r / info.card for r in ([root] if root is not None else _shipped_roots())]
+    cards = [r / info.card for r in roots]
     card = next((c for c in cards if c.is_file()), None)
     if card is not None:
         data.DESCR = card.read_text(encoding="utf-8")
@@ -211,7 +213,8 @@ def load_dataset(name: str, *, data_home: str | os.PathLike[str] | None = None) 
         return load_mat(path, name=path.stem)
 
     available = ", ".join(sorted(set(SHIPPED) | set(files)))
-    home_note = (
-        f"data home {str(home)!r}" if home is not None else f"no data home (pass data_home= or set ${DATA_HOME_ENV})"
-    )
+    if home is not None:
+        home_note = f"data home {str(home)!r}"
+    else:
+        home_note = f"no data home; pass data_home= or set ${DATA_HOME_ENV}"
     raise ValueError(f"Unknown data set {name!r} ({home_note}). Available: {available}.")

@@ -22,7 +22,7 @@ import os
 import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +118,6 @@ class _Var:
     value: Any
     shape: tuple[int, ...]
     type_name: str
-    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """Return a one-line ``name (type shape)`` summary for messages."""
@@ -268,8 +267,8 @@ def _from_h5(name: str, obj: Any, f: Any, depth: int) -> _Var:
         n_rows = int(np.asarray(obj.attrs["MATLAB_sparse"]).ravel()[0])
         jc = np.asarray(obj["jc"][()]).ravel().astype(np.int64)
         # An all-zero sparse matrix is written without 'ir' and 'data'.
-        ir = np.asarray(obj["ir"][()]).ravel().astype(np.int64) if "ir" in obj else np.zeros(0, np.int64)
-        data = np.asarray(obj["data"][()]).ravel() if "data" in obj else np.zeros(0)
+        ir = np.asarray(obj["ir"][()] if "ir" in obj else [], dtype=np.int64).ravel()
+        data = np.asarray(obj["data"][()] if "data" in obj else np.zeros(0)).ravel()
         shape = (n_rows, jc.size - 1)
         if data.dtype.names is not None:
             return _Var(name, "other", None, shape, "complex sparse")
@@ -290,7 +289,10 @@ def _from_h5(name: str, obj: Any, f: Any, depth: int) -> _Var:
         items = []
         for i, ref in enumerate(refs.ravel(order="F")):
             label = f"{name}{{{i + 1}}}"
-            items.append(_from_h5(label, f[ref], f, depth + 1) if ref else _Var(label, "empty", None, (0,), "empty"))
+            if ref:
+                items.append(_from_h5(label, f[ref], f, depth + 1))
+            else:
+                items.append(_Var(label, "empty", None, (0,), "empty"))
         return _Var(name, "cell", items, shape, "cell")
     if obj.dtype.names is not None:
         # Complex numbers are stored as a compound (real, imag) type.
@@ -376,10 +378,9 @@ def _labels_from(var: _Var) -> tuple[np.ndarray, str] | None:
             return values, f"{var.describe()}, one label per cell"
         # Some files repeat the same label vector once per view.
         inner = [_labels_from(item) for item in items]
-        if all(r is not None for r in inner):
-            first = inner[0][0]  # type: ignore[index]
-            if all(r[0].shape == first.shape and np.array_equal(r[0], first) for r in inner):  # type: ignore[index]
-                return first, f"{var.describe()}, first of {len(items)} identical label vectors"
+        vectors = [r[0] for r in inner if r is not None]
+        if len(vectors) == len(items) and all(np.array_equal(v, vectors[0]) for v in vectors):
+            return vectors[0], f"{var.describe()}, first of {len(items)} identical label vectors"
     return None
 
 
@@ -580,7 +581,8 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
     for i, (var, view) in enumerate(zip(view_vars, views)):
         storage = "sparse CSR" if hasattr(view, "tocsr") else "dense"
         flip = ", transposed from d x n" if i in transposed else ""
-        lines.append(f"  view{i}: {var.describe()} -> {view.shape[0]} x {view.shape[1]} {storage}{flip}")
+        rows, cols = view.shape
+        lines.append(f"  view{i}: {var.describe()} -> {rows} x {cols} {storage}{flip}")
     lines += [
         f"Labels: {label_how}; {classes.size} classes, stored values "
         f"{_format_classes(classes)} mapped to 0..{classes.size - 1}.",
