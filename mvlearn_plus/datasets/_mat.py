@@ -601,31 +601,11 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
     )
 
 
-def infer_kind(views: list[Any], max_density: float = 0.1) -> str:
-    """Guess the preprocessing kind of a set of views (see spec section 0.2).
+def infer_kind(views: list[Any]) -> str:
+    """``"text"`` when every view is count-like, else ``"dense"`` (spec section 0.2).
 
-    Parameters
-    ----------
-    views : list of array-like or sparse matrix
-        The ``(n, d_v)`` views.
-    max_density : float, default=0.1
-        Largest fraction of non-zero entries a count-like view may have.
-
-    Returns
-    -------
-    str
-        ``"text"`` when every view is non-negative and at most ``max_density`` non-zero (word
-        counts, tf-idf weights), ``"dense"`` otherwise.
+    The per-view rule is :func:`mvlearn_plus.preprocessing.infer_view_kind`.
     """
-    import scipy.sparse as sp
+    from mvlearn_plus.preprocessing import infer_view_kind
 
-    for view in views:
-        if sp.issparse(view):
-            values, size = view.data, view.shape[0] * view.shape[1]
-        else:
-            values, size = np.asarray(view), np.asarray(view).size
-        if size == 0 or np.any(values < 0):
-            return "dense"
-        if np.count_nonzero(values) / size > max_density:
-            return "dense"
-    return "text"
+    return "text" if all(infer_view_kind(v) == "text" for v in views) else "dense"
