@@ -25,22 +25,20 @@ def _looks_2d(obj: Any) -> bool:
     if shape is not None:
         return len(shape) == 2
     try:
-        return np.ndim(obj) == 2 and not np.isscalar(np.asarray(obj, dtype=object).flat[0])
-    except (ValueError, IndexError):
+        return np.ndim(obj) == 2
+    except ValueError:  # ragged nested lists
         return False
 
 
 def is_multiview(X: Any) -> bool:
     """Whether ``X`` is a list/tuple of views rather than one 2-D array-like.
 
-    A list whose elements are themselves 2-D (arrays, sparse matrices, lists of lists) is a
-    list of views; a list of 1-D rows (``X.tolist()`` of a matrix) is a single view.
+    A list with at least one 2-D element (array, sparse matrix, list of lists) is a list of
+    views; a list of 1-D rows (``X.tolist()`` of a matrix) is a single view.
     """
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
-    if all(sp.issparse(v) or hasattr(v, "shape") for v in X):
-        return any(sp.issparse(v) or len(v.shape) == 2 for v in X)
-    return all(_looks_2d(v) for v in X)
+    return any(_looks_2d(v) for v in X)
 
 
 def _check_one_view(view: Any, index: int, *, accept_sparse: bool, ensure_min_samples: int):
