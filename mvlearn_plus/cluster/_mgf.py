@@ -8,7 +8,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
@@ -16,12 +15,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from mvlearn_plus.cluster._base import SelfExpressiveClusteringBase
 from mvlearn_plus.cluster._self_expression import (
     GramEigen,
     LocalGram,
     dense_sq_distances,
     local_ridge_codes,
-    minmax_scale_global,
     pairwise_sq_distances_on,
     reconstruction_error,
     relative_change,
@@ -29,16 +28,14 @@ from mvlearn_plus.cluster._self_expression import (
     ridge_with_prior_zero_diagonal,
     symmetrize_nonnegative,
 )
-from mvlearn_plus.graphs import DENSE_EIGEN_MAX_SAMPLES, degree, knn_search, spectral_embedding
+from mvlearn_plus.graphs import degree, knn_search, spectral_embedding
 from mvlearn_plus.utils.validation import check_n_clusters, validate_views
 
 logger = logging.getLogger(__name__)
 
-#: ``algorithm="auto"`` switches to the kNN path above this many samples.
-DENSE_MAX_SAMPLES = 3000
 
 
-class MultiGraphFusionClustering(ClusterMixin, BaseEstimator):
+class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
     """Multi-graph fusion (MGF) spectral clustering of multi-view data.
 
     Each view ``v`` learns a non-negative self-expressive graph ``Z_v`` (every sample written as
@@ -205,11 +202,6 @@ class MultiGraphFusionClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
-
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Fit the model and set ``labels_``.
@@ -229,12 +221,7 @@ class MultiGraphFusionClustering(ClusterMixin, BaseEstimator):
         n_samples = views[0].shape[0]
         check_n_clusters(self.n_clusters, n_samples)
         reference = self.variant == "reference"
-        algorithm = self.algorithm
-        if algorithm == "auto":
-            algorithm = "dense" if (reference or n_samples <= DENSE_MAX_SAMPLES) else "knn"
-        if reference and algorithm != "dense":
-            raise ValueError("variant='reference' reproduces the official dense code; "
-                             "use algorithm='dense' (or 'auto').")
+        algorithm = self._resolve_algorithm(n_samples)
         self.algorithm_ = algorithm
         self._normalized = self.laplacian == "normalized" and not reference
         rng = check_random_state(self.random_state)
@@ -257,15 +244,6 @@ class MultiGraphFusionClustering(ClusterMixin, BaseEstimator):
             self.n_iter_, time.perf_counter() - start,
         )
         return self
-
-    def _scale_views(self, views, *, fit):
-        if self.variant == "reference":
-            if fit:
-                scaled = [minmax_scale_global(v) for v in views]
-                self._minmax_bounds = [b for _, b in scaled]
-                return [s for s, _ in scaled]
-            return [minmax_scale_global(v, b)[0] for v, b in zip(views, self._minmax_bounds)]
-        return [normalize(v, norm="l2") for v in views]
 
     def _embed(self, Z, rng, initial=None):
         F, laplacian_values = spectral_embedding(

@@ -8,7 +8,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
@@ -16,12 +15,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from mvlearn_plus.cluster._base import SelfExpressiveClusteringBase
 from mvlearn_plus.cluster._self_expression import (
     GramEigen,
     LocalGram,
     columns_to_sparse,
     local_ridge_codes,
-    minmax_scale_global,
     reconstruction_error,
 )
 from mvlearn_plus.graphs import degree, gpi, knn_search, pkn_graph, polar_factor, spectral_embedding
@@ -29,11 +28,9 @@ from mvlearn_plus.utils.validation import check_n_clusters, validate_views
 
 logger = logging.getLogger(__name__)
 
-#: ``algorithm="auto"`` switches to the kNN path above this many samples.
-DENSE_MAX_SAMPLES = 3000
 
 
-class PartitionAlignmentClustering(ClusterMixin, BaseEstimator):
+class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     """Multiple partitions aligned clustering (mPAC) of multi-view data.
 
     Every view ``v`` learns its own self-expressive graph ``S_v`` and spectral partition ``F_v``
@@ -193,11 +190,6 @@ class PartitionAlignmentClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
-
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
         """Fit the model and set ``labels_``.
@@ -217,12 +209,7 @@ class PartitionAlignmentClustering(ClusterMixin, BaseEstimator):
         n = views[0].shape[0]
         c = check_n_clusters(self.n_clusters, n)
         reference = self.variant == "reference"
-        algorithm = self.algorithm
-        if algorithm == "auto":
-            algorithm = "dense" if (reference or n <= DENSE_MAX_SAMPLES) else "knn"
-        if reference and algorithm != "dense":
-            raise ValueError("variant='reference' reproduces the official dense code; "
-                             "use algorithm='dense' (or 'auto').")
+        algorithm = self._resolve_algorithm(n)
         self.algorithm_ = algorithm
         rng = check_random_state(self.random_state)
         start = time.perf_counter()
@@ -305,15 +292,6 @@ class PartitionAlignmentClustering(ClusterMixin, BaseEstimator):
         logger.info("mPAC (%s) fitted %d samples in %d iterations, %.2fs", algorithm, n, t,
                     time.perf_counter() - start)
         return self
-
-    def _scale_views(self, views, *, fit):
-        if self.variant == "reference":
-            if fit:
-                scaled = [minmax_scale_global(v) for v in views]
-                self._minmax_bounds = [b for _, b in scaled]
-                return [s for s, _ in scaled]
-            return [minmax_scale_global(v, b)[0] for v, b in zip(views, self._minmax_bounds)]
-        return [normalize(v, norm="l2") for v in views]
 
     def _initial_partitions(self, neighbour_lists, pkn_k, c, rng, n):
         if self.variant == "reference":
