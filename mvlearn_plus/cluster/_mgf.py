@@ -300,8 +300,12 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
                 Z_views[v] = symmetrize_nonnegative(solve(e, mu, Z, beta * w[v]))
             w = self._fusion_weights(Z, Z_views)
             Z_old = Z
-            Z = np.tensordot(w, np.asarray(Z_views), axes=1) - gamma / (4.0 * beta) * E_F
-            Z = np.maximum(Z / w.sum(), 0.0)
+            # Accumulate in place: stacking the V graphs would double the dense path's memory.
+            Z = E_F * (-gamma / (4.0 * beta))
+            for weight, Zv in zip(w, Z_views):
+                Z += weight * Zv
+            Z /= w.sum()
+            np.maximum(Z, 0.0, out=Z)
             if not reference:
                 np.fill_diagonal(Z, 0.0)
             history.append(self._objective(views, Z_views, Z, E_F))

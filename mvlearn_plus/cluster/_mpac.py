@@ -42,9 +42,12 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         s.t. F_v^T F_v = I, R_v^T R_v = I, Y one-hot rows, w on the simplex,
              diag(S_v) = 0, S_v >= 0, S_v = S_v^T
 
-    The labels are the rows of ``Y``: no k-means on a consensus embedding. Each block is solved
-    exactly: ``S_v`` in closed form, ``F_v`` by the generalised power iteration, ``R_v`` by
-    orthogonal Procrustes, ``Y`` row by row and ``w`` in closed form.
+    The labels are the rows of ``Y``: no k-means on a consensus embedding. The blocks are updated
+    in turn: ``S_v`` by its closed-form stationary point followed by symmetrisation and clipping
+    (a heuristic projection, so the objective may rise slightly in that step), ``F_v`` by the
+    generalised power iteration, ``R_v`` by orthogonal Procrustes, ``Y`` row by row and ``w`` in
+    closed form. The stopping rule is label stability, not the objective, which is therefore not
+    guaranteed to decrease monotonically.
 
     Parameters
     ----------
@@ -208,6 +211,11 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         views = validate_views(self, X, reset=True)
         n = views[0].shape[0]
         c = check_n_clusters(self.n_clusters, n)
+        if n < 3:
+            raise ValueError(
+                f"PartitionAlignmentClustering needs at least 3 samples (its initial PKN graphs "
+                f"need two neighbours per sample); got n_samples={n}."
+            )
         reference = self.variant == "reference"
         algorithm = self._resolve_algorithm(n)
         self.algorithm_ = algorithm
@@ -390,7 +398,6 @@ class _DenseGraphSolver:
         self.reference = reference
         self.P = eig.inverse(alpha)
         self.PK = eig.ridge_projection(alpha)
-        self.eig = eig
 
     def graph(self, F, beta):
         n = F.shape[0]

@@ -177,14 +177,23 @@ def relative_change(new: np.ndarray, old: np.ndarray) -> float:
 
 
 def reconstruction_error(X, Z) -> float:
-    """``||X - Z^T X||_F^2``, the self-expression term ``E(Z, K)`` for ``K = X X^T``."""
+    """``||X - Z^T X||_F^2``, the self-expression term ``E(Z, K)`` for ``K = X X^T``.
+
+    Expanded as ``||X||^2 - 2 <X, R> + ||R||^2`` with ``R = Z^T X``, so a sparse ``X`` is never
+    densified and, with a sparse ``Z`` (kNN path), neither is ``R``.
+    """
     R = Z.T @ X
+
+    def sq_norm(M):
+        return float(M.multiply(M).sum()) if sp.issparse(M) else float(np.sum(np.square(M)))
+
     if sp.issparse(X):
-        R = R.toarray() if sp.issparse(R) else np.asarray(R)
-        diff_sq = float(X.multiply(X).sum()) - 2.0 * float(X.multiply(R).sum()) + float((R * R).sum())
-        return max(diff_sq, 0.0)
-    R = R.toarray() if sp.issparse(R) else np.asarray(R)
-    return float(np.sum((np.asarray(X) - R) ** 2))
+        cross = float(X.multiply(R).sum())
+    elif sp.issparse(R):
+        cross = float(R.multiply(X).sum())
+    else:
+        cross = float(np.sum(np.asarray(X) * R))
+    return max(sq_norm(X) - 2.0 * cross + sq_norm(R), 0.0)
 
 
 def pairwise_sq_distances_on(rows: np.ndarray, cols: np.ndarray, G: np.ndarray) -> np.ndarray:

@@ -33,12 +33,14 @@ def _looks_2d(obj: Any) -> bool:
 def is_multiview(X: Any) -> bool:
     """Whether ``X`` is a list/tuple of views rather than one 2-D array-like.
 
-    A list with at least one 2-D element (array, sparse matrix, list of lists) is a list of
-    views; a list of 1-D rows (``X.tolist()`` of a matrix) is a single view.
+    A list or tuple is a list of views when any element is an array or sparse matrix, or a 2-D
+    nested list; a plain list of rows (``X.tolist()`` of a matrix) is a single view. So a list of
+    1-D arrays is read as views, and rejected with a message asking for 2-D views, rather than
+    silently taken as the rows of one matrix.
     """
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
-    return any(_looks_2d(v) for v in X)
+    return any(sp.issparse(v) or hasattr(v, "shape") or _looks_2d(v) for v in X)
 
 
 def _check_one_view(view: Any, index: int, *, accept_sparse: bool, ensure_min_samples: int):

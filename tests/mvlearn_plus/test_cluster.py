@@ -163,3 +163,91 @@ def test_clear_errors_for_bad_input(Estimator):
         model.predict(views[:2])
     with pytest.raises(ValueError, match="View 2 has 9 features"):
         model.predict([views[0], views[1], views[2][:, :9]])
+
+
+@pytest.mark.parametrize("algorithm", ["dense", "knn"])
+def test_mgf_rank_term_pulls_the_graph_towards_c_components(algorithm):
+    from mvlearn_plus.graphs import spectral_embedding
+
+    views, _ = planted_views(n=120)
+    sums = []
+    for gamma in (0.0, 10.0):
+        model = MultiGraphFusionClustering(
+            n_clusters=4, gamma=gamma, algorithm=algorithm, random_state=0
+        ).fit(views)
+        _, eigenvalues = spectral_embedding(model.affinity_, 4)
+        sums.append(eigenvalues.sum())
+    # the c smallest normalised-Laplacian eigenvalues of Z shrink when the rank term is stronger
+    assert sums[1] < 0.5 * sums[0]
+
+
+def test_mgf_dense_objective_does_not_increase():
+    views, _ = planted_views(n=120)
+    history = np.array(MultiGraphFusionClustering(n_clusters=4, random_state=0).fit(views)
+                       .objective_history_)
+    assert np.all(np.diff(history) <= 1e-9 * abs(history[0]))
+
+
+def test_mpac_dense_graph_step_matches_constrained_least_squares():
+    from mvlearn_plus.cluster._mpac import _DenseGraphSolver
+
+    rng = np.random.RandomState(0)
+    n, c, alpha, beta = 15, 3, 0.8, 0.5
+    X = rng.normal(size=(n, 6))
+    F = np.linalg.qr(rng.normal(size=(n, c)))[0]
+    S = _DenseGraphSolver(X, alpha, reference=False).graph(F, beta)
+    K = X @ X.T
+    E = ((F[:, None, :] - F[None, :, :]) ** 2).sum(-1)
+    columns = np.zeros((n, n))
+    for j in range(n):
+        others = np.delete(np.arange(n), j)
+        A = K[np.ix_(others, others)] + alpha * np.eye(n - 1)
+        columns[others, j] = np.linalg.solve(A, K[others, j] - beta / 4 * E[others, j])
+    expected = np.maximum(0.5 * (columns + columns.T), 0.0)
+    np.testing.assert_allclose(S, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_sparse_views_on_the_knn_path_with_explicit_zeros(Estimator):
+    views, y = planted_views(n=160, seed=5)
+    views = [np.maximum(v, 0) for v in views]
+    sparse = []
+    for v in views:
+        m = sp.csr_matrix(v)
+        m.data[::7] = 0.0  # explicit zeros stay stored
+        sparse.append(m)
+    dense = [m.toarray() for m in sparse]
+    a = Estimator(n_clusters=4, algorithm="knn", random_state=0).fit(sparse)
+    b = Estimator(n_clusters=4, algorithm="knn", random_state=0).fit(dense)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.predict([m[:1] for m in sparse]), b.predict([d[:1] for d in dense]))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("algorithm", ["dense", "knn"])
+def test_degenerate_inputs_do_not_crash(Estimator, algorithm):
+    rng = np.random.RandomState(0)
+    base = rng.normal(size=(30, 4))
+    cases = {
+        "one feature": [base[:, :1], base],
+        "duplicated rows": [np.repeat(base[:10], 3, axis=0), np.repeat(base[10:20], 3, axis=0)],
+        "all-zero rows": [np.vstack([base[:25], np.zeros((5, 4))]), base],
+    }
+    for name, views in cases.items():
+        model = Estimator(n_clusters=3, algorithm=algorithm, random_state=0).fit(views)
+        assert model.labels_.shape == (30,), name
+        assert model.predict([v[:1] for v in views]).shape == (1,), name
+    # as many clusters as samples
+    model = Estimator(n_clusters=6, algorithm=algorithm, random_state=0).fit([base[:6], base[6:12]])
+    assert model.labels_.shape == (6,)
+
+
+def test_list_of_1d_arrays_is_rejected_not_read_as_rows():
+    rng = np.random.RandomState(0)
+    with pytest.raises(ValueError, match="View 0 must be 2-D"):
+        MultiGraphFusionClustering(n_clusters=2).fit([rng.normal(size=30), rng.normal(size=30)])
+
+
+def test_mpac_needs_three_samples():
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        PartitionAlignmentClustering(n_clusters=2).fit([np.eye(2), np.eye(2)])
