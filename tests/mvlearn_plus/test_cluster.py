@@ -251,3 +251,27 @@ def test_list_of_1d_arrays_is_rejected_not_read_as_rows():
 def test_mpac_needs_three_samples():
     with pytest.raises(ValueError, match="at least 3 samples"):
         PartitionAlignmentClustering(n_clusters=2).fit([np.eye(2), np.eye(2)])
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_knn_path_memory_grows_linearly_in_n(Estimator):
+    import tracemalloc
+
+    def peak_bytes(n):
+        rng = np.random.RandomState(0)
+        y = rng.randint(0, 4, n)
+        views = [rng.normal(size=(4, 8))[y] * 3 + rng.normal(size=(n, 8)) for _ in range(2)]
+        tracemalloc.start()
+        try:
+            model = Estimator(n_clusters=4, n_neighbors=6, random_state=0, max_iter=5).fit(views)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert model.algorithm_ == "knn"
+        assert clustering_accuracy(y, model.labels_) > 0.95
+        return peak
+
+    # both sizes above the dense-eigensolver threshold, so the whole fit is the scalable route
+    small, large = peak_bytes(3200), peak_bytes(6400)
+    assert large < 0.1 * 6400**2 * 8  # far below one dense n x n float64 matrix (328 MB)
+    assert large / small < 2.8, (small, large)  # an n x n allocation would quadruple it
