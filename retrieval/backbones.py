@@ -1,0 +1,530 @@
+"""open_clip backbones: building by name, checkpoint loading, token access and freezing.
+
+Every retrieval method stands on a :class:`ClipBackbone`, a thin ``nn.Module`` around an
+open_clip ``CLIP`` model that exposes what the methods need (spec 1.2): pooled embeddings,
+the patch tokens of the image tower, the per-token text states with their mask, the token path
+before the vision transformer, and the preprocessing transforms.
+
+The tiny configurations in ``retrieval/model_configs`` (``tiny-vit``, ``tiny-vit-64``,
+``tiny-vit-quickgelu``) are registered with open_clip when this module is imported; they build
+with random weights in well under a second on a CPU and serve the tests and the offline demo.
+
+References
+----------
+.. [1] Radford et al., "Learning Transferable Visual Models From Natural Language
+   Supervision", ICML 2021.
+.. [2] Cherti et al., "Reproducible scaling laws for contrastive language-image learning",
+   CVPR 2023 (open_clip).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import open_clip
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+logger = logging.getLogger(__name__)
+
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+TINY_MODELS = tuple(sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json")))
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+_registered = False
+
+
+def register_model_configs() -> None:
+    """Register the shipped tiny configurations with open_clip (idempotent)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+        _registered = True
+
+
+register_model_configs()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, truncated or does not fit the architecture."""
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint reading
+# --------------------------------------------------------------------------------------------
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.pt``/``.pth``/``.bin`` (``torch.load``) or ``.safetensors``.
+
+    The file may hold the state dict itself or a dict with a ``state_dict`` (or ``model``)
+    entry; a ``module.`` prefix left by DataParallel/DDP is stripped. Loading always uses
+    ``weights_only=True``, so a pickle that carries code is refused.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, empty, truncated or holds no tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint file is empty: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw: Any = load_file(str(path), device="cpu")
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile,
+            Exception) as exc:  # noqa: BLE001 - every reader error becomes one clear message
+        raise CheckpointError(
+            f"could not read checkpoint {path} ({type(exc).__name__}: {exc}); the file is "
+            "truncated, corrupt, or not a tensor checkpoint (weights_only=True refuses "
+            "pickled code)") from exc
+    if isinstance(raw, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if key in raw and isinstance(raw[key], dict):
+                raw = raw[key]
+                break
+    if not isinstance(raw, dict) or not any(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise CheckpointError(f"checkpoint {path} holds no state dict of tensors")
+    state = {}
+    for key, value in raw.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        state[key] = value
+    return state
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True) -> None:
+    """Load a local checkpoint into an open_clip model, explaining any mismatch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        An open_clip ``CLIP``/``CustomTextCLIP`` model.
+    path : path-like
+        ``.pt``/``.pth``/``.bin``/``.safetensors`` file (see :func:`read_state_dict`).
+    strict : bool, default=True
+        If True, any missing or unexpected key, or a shape mismatch, is an error.
+
+    Raises
+    ------
+    CheckpointError
+        With the number of missing and unexpected keys (and a few of each) or the first
+        shape mismatches, so that a checkpoint of another architecture is recognised at once.
+    """
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    # open_clip stores logit_scale as a 0-d or 1-d tensor depending on the version.
+    if "logit_scale" in state and "logit_scale" in expected:
+        state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected if k in state and state[k].shape != expected[k].shape
+    ]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = [f"checkpoint {path} does not fit the model architecture:"]
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[:2]})")
+        raise CheckpointError(" ".join(parts))
+    model.load_state_dict(state, strict=strict)
+    logger.info("loaded weights from %s (%d tensors)", path, len(state))
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Save a model's state dict (``.safetensors`` by suffix, else ``torch.save``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def _is_local_file(pretrained: str) -> bool:
+    return Path(pretrained).suffix in CHECKPOINT_SUFFIXES or os.sep in pretrained \
+        or Path(pretrained).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The backbone
+# --------------------------------------------------------------------------------------------
+class ClipBackbone(nn.Module):
+    """An open_clip CLIP model with the feature access the retrieval methods need.
+
+    Build it with :func:`create_backbone`. The wrapped model is ``self.model``; its
+    preprocessing transforms are ``preprocess_train`` and ``preprocess`` (evaluation), its
+    tokenizer ``tokenizer``.
+
+    Attributes
+    ----------
+    name : str
+        open_clip model name.
+    pretrained : str or None
+        Tag or path the weights came from (None: random initialisation).
+    embed_dim : int
+        Joint embedding size ``d``.
+    vision_width, text_width : int
+        Tower widths ``w``.
+    context_length : int
+        Text context length of the tokenizer.
+    """
+
+    def __init__(self, model: nn.Module, preprocess_train, preprocess, tokenizer, name: str,
+                 pretrained: str | None) -> None:
+        super().__init__()
+        self.model = model
+        self.preprocess_train = preprocess_train
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.name = name
+        self.pretrained = pretrained
+        visual = model.visual
+        self.embed_dim = int(visual.output_dim)
+        self.vision_width = int(getattr(visual, "width", visual.conv1.out_channels))
+        self.text_width = int(model.token_embedding.embedding_dim) \
+            if hasattr(model, "token_embedding") else int(model.text.width)
+        self.context_length = int(getattr(model, "context_length", 77))
+
+    # ---------------------------------------------------------------------- basic encoders
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        return self.model.logit_scale
+
+    def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Token ids ``(B, context_length)`` (truncated, EOT kept)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return self.tokenizer(list(texts))
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Pooled image embeddings ``(B, d)``."""
+        return self.model.encode_image(images, normalize=normalize)
+
+    def encode_text(self, token_ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Pooled text embeddings ``(B, d)`` (EOT token state times the projection)."""
+        return self.model.encode_text(token_ids, normalize=normalize)
+
+    # ---------------------------------------------------------------------- token access
+    def _require_plain_vit(self) -> nn.Module:
+        visual = self.model.visual
+        plain = (hasattr(visual, "conv1") and hasattr(visual, "class_embedding")
+                 and getattr(visual, "attn_pool", None) is None
+                 and getattr(visual, "pool_type", "tok") == "tok"
+                 and not getattr(visual, "final_ln_after_pool", False))
+        if not plain:
+            raise NotImplementedError(
+                f"token access needs a plain open_clip VisionTransformer with CLS pooling; "
+                f"{self.name} has {type(visual).__name__} (attentional pool, average pool or a "
+                "timm/ConvNeXt/ResNet tower are not supported)")
+        return visual
+
+    def image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled embedding and projected patch tokens.
+
+        Returns
+        -------
+        pooled : Tensor ``(B, d)``
+        tokens : Tensor ``(B, N, d)``
+            Patch states after ``ln_post`` (CLS excluded) times the visual projection.
+        """
+        visual = self._require_plain_vit()
+        states = self.pre_transformer_tokens(images)
+        states = visual.transformer(states)
+        states = visual.ln_post(states)
+        pooled = states[:, 0] @ visual.proj
+        tokens = states[:, 1:] @ visual.proj
+        return pooled, tokens
+
+    def pre_transformer_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Token sequence entering the vision transformer, ``(B, 1 + N, w)`` (CLS first).
+
+        ``conv1`` -> flatten -> prepend the class embedding -> add positional embeddings ->
+        ``ln_pre``. ``ln_pre`` acts per token, so a method may select tokens from this output
+        and pass them to :meth:`encode_image_tokens` (AVSE's radial views).
+        """
+        visual = self._require_plain_vit()
+        x = visual.conv1(images)
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        x = x + visual.positional_embedding.to(x.dtype)
+        return visual.ln_pre(x)
+
+    def encode_image_tokens(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Finish the vision path from (possibly selected) pre-transformer tokens.
+
+        ``tokens`` is ``(B, 1 + M, w)`` with the CLS token first, as returned (and optionally
+        sub-selected) by :meth:`pre_transformer_tokens`; returns ``(B, d)``.
+        """
+        visual = self._require_plain_vit()
+        states = visual.transformer(tokens)
+        pooled = visual.ln_post(states[:, 0]) @ visual.proj
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    def text_tokens(self, token_ids: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled text embedding, projected per-token states and their validity mask.
+
+        Returns
+        -------
+        pooled : Tensor ``(B, d)``
+        tokens : Tensor ``(B, L, d)``
+            ``ln_final`` states times the text projection.
+        mask : BoolTensor ``(B, L)``
+            True on positions ``0..eot`` (padding masked). The text transformer is causal:
+            only the EOT state summarises the whole caption.
+        """
+        model = self.model
+        if not hasattr(model, "token_embedding"):
+            raise NotImplementedError(
+                f"per-token text states need the built-in CLIP text tower; {self.name} uses "
+                f"{type(getattr(model, 'text', None)).__name__}")
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(token_ids).to(cast) + model.positional_embedding.to(cast)
+        x = model.transformer(x, attn_mask=model.attn_mask)
+        states = model.ln_final(x)
+        projection = model.text_projection
+        project = projection if isinstance(projection, nn.Linear) else (lambda s: s @ projection)
+        tokens = project(states)
+        eot = token_ids.argmax(dim=-1)
+        pooled = tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
+        positions = torch.arange(token_ids.shape[1], device=token_ids.device)
+        mask = positions[None, :] <= eot[:, None]
+        return pooled, tokens, mask
+
+
+def create_backbone(
+    name: str,
+    pretrained: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    force_quick_gelu: bool = False,
+    precision: str = "fp32",
+) -> ClipBackbone:
+    """Build an open_clip model by name.
+
+    Parameters
+    ----------
+    name : str
+        Any ``open_clip.list_models()`` name (the shipped tiny configs included) or
+        ``local-dir:/folder`` (config and weights from a folder).
+    pretrained : str, path or None
+        ``None`` (random weights), an open_clip pretrained tag such as ``"openai"`` (needs the
+        network on first use) or a local ``.pt``/``.pth``/``.bin``/``.safetensors`` file. A
+        local copy of OpenAI weights must go with a ``*-quickgelu`` config or
+        ``force_quick_gelu=True``; the two activations cannot be told apart from the weights,
+        and the wrong one loses accuracy silently.
+    device : str or torch.device, default="cpu"
+    force_quick_gelu : bool, default=False
+    precision : str, default="fp32"
+        open_clip precision (``"fp32"``, ``"fp16"``, ``"bf16"``, ``"amp"``...).
+
+    Returns
+    -------
+    ClipBackbone
+
+    Raises
+    ------
+    ValueError
+        For an unknown model name.
+    CheckpointError
+        For a missing, truncated or mismatched local checkpoint.
+    """
+    register_model_configs()
+    if not str(name).startswith(("local-dir:", "hf-hub:")) and name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {name!r}; shipped tiny models: "
+                         f"{list(TINY_MODELS)}; see open_clip.list_models()")
+    local_file = None
+    tag = None
+    if pretrained is not None:
+        pretrained = str(pretrained)
+        if _is_local_file(pretrained):
+            local_file = Path(pretrained)
+            if not local_file.is_file():
+                raise CheckpointError(f"checkpoint file not found: {local_file}")
+            if "openai" in local_file.name.lower() and not (
+                    force_quick_gelu or "quickgelu" in name.lower()):
+                logger.warning("%s looks like OpenAI weights; they need QuickGELU: use the "
+                               "'%s-quickgelu' config or force_quick_gelu=True", local_file, name)
+        else:
+            tag = pretrained
+    model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+        name, pretrained=tag, device=device, precision=precision,
+        force_quick_gelu=force_quick_gelu)
+    if local_file is not None:
+        load_weights(model, local_file)
+        model.to(device)
+    source = tag or (str(local_file) if local_file else "random initialisation")
+    logger.info("built %s with weights from %s", name, source)
+    tokenizer = open_clip.get_tokenizer(name)
+    return ClipBackbone(model, preprocess_train, preprocess, tokenizer, name,
+                        None if pretrained is None else str(pretrained))
+
+
+# --------------------------------------------------------------------------------------------
+# Freezing
+# --------------------------------------------------------------------------------------------
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(flag)
+
+
+def freeze_backbone(backbone: ClipBackbone, *, image_unlocked_blocks: int = 0,
+                    text_unlocked_blocks: int = 0, towers: str = "both") -> None:
+    """Freeze the towers, leaving the last N transformer blocks of each trainable.
+
+    Parameters
+    ----------
+    backbone : ClipBackbone
+    image_unlocked_blocks, text_unlocked_blocks : int, default=0
+        Number of final transformer blocks (with the layers after them: ``ln_post``/``proj``
+        and ``ln_final``/``text_projection``) left trainable. 0 freezes the tower entirely.
+    towers : {"both", "image", "text"}, default="both"
+        Which towers to touch.
+    """
+    model = backbone.model
+    if towers in ("both", "image"):
+        visual = model.visual
+        set_requires_grad(visual, False)
+        if image_unlocked_blocks > 0:
+            for block in visual.transformer.resblocks[-image_unlocked_blocks:]:
+                set_requires_grad(block, True)
+            set_requires_grad(visual.ln_post, True)
+            visual.proj.requires_grad_(True)
+    if towers in ("both", "text"):
+        text_modules = [model.token_embedding, model.transformer, model.ln_final]
+        for module in text_modules:
+            set_requires_grad(module, False)
+        model.positional_embedding.requires_grad_(False)
+        projection = model.text_projection
+        (set_requires_grad(projection, False) if isinstance(projection, nn.Module)
+         else projection.requires_grad_(False))
+        if text_unlocked_blocks > 0:
+            for block in model.transformer.resblocks[-text_unlocked_blocks:]:
+                set_requires_grad(block, True)
+            set_requires_grad(model.ln_final, True)
+            (set_requires_grad(projection, True) if isinstance(projection, nn.Module)
+             else projection.requires_grad_(True))
+
+
+def unfreeze_backbone(backbone: ClipBackbone) -> None:
+    """Make every backbone parameter trainable again."""
+    set_requires_grad(backbone.model, True)
+
+
+def freeze_all_but(module: nn.Module, trainable: Iterable[str]) -> list[str]:
+    """Freeze every parameter of ``module`` except those whose name contains a given part.
+
+    Used by prompt methods ("prompts only"): ``freeze_all_but(method, ["prompt"])``.
+    Returns the names left trainable.
+    """
+    parts = tuple(trainable)
+    kept = []
+    for name, parameter in module.named_parameters():
+        keep = any(part in name for part in parts)
+        parameter.requires_grad_(keep)
+        if keep:
+            kept.append(name)
+    return kept
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# --------------------------------------------------------------------------------------------
+# Batched encoding
+# --------------------------------------------------------------------------------------------
+def _batches(n: int, batch_size: int) -> Iterable[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+@torch.no_grad()
+def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.device | None = None,
+                  transform=None, verbose: bool = True, num_workers: int = 0,
+                  normalize: bool = True) -> np.ndarray:
+    """Encode images in batches to a float32 array ``(N, d)``.
+
+    Parameters
+    ----------
+    encoder : ClipBackbone or retrieval method
+        Anything with ``encode_image(tensor) -> (B, d)`` (a method's ``encode_images`` is
+        used when present).
+    images : sequence of paths, or a torch Dataset returning image tensors
+    transform : callable, optional
+        PIL image -> tensor; defaults to the backbone's evaluation ``preprocess``.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from retrieval.data.torch_datasets import ImageDataset
+
+    backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
+    if transform is None:
+        transform = backbone.preprocess
+    dataset = images if isinstance(images, torch.utils.data.Dataset) else \
+        ImageDataset(list(images), transform)
+    device = torch.device(device) if device is not None else backbone.device
+    encode = getattr(encoder, "encode_images", None) or encoder.encode_image
+    was_training = encoder.training
+    encoder.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    chunks = []
+    for batch in tqdm(loader, desc="encode images", disable=not verbose, leave=False):
+        if isinstance(batch, dict):
+            batch = batch["image"]
+        emb = encode(batch.to(device))
+        if normalize:
+            emb = F.normalize(emb.float(), dim=-1)
+        chunks.append(emb.float().cpu().numpy())
+    encoder.train(was_training)
+    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.embed_dim), np.float32)
+
+
+@torch.no_grad()
+def encode_texts(encoder, captions: Sequence[str], *, batch_size: int = 256,
+                 device: str | torch.device | None = None, verbose: bool = True,
+                 normalize: bool = True) -> np.ndarray:
+    """Encode captions in batches to a float32 array ``(N, d)`` (see :func:`encode_images`)."""
+    from tqdm.auto import tqdm
+
+    backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
+    device = torch.device(device) if device is not None else backbone.device
+    encode = getattr(encoder, "encode_texts", None) or encoder.encode_text
+    was_training = encoder.training
+    encoder.eval()
+    chunks = []
+    n = len(captions)
+    for part in tqdm(list(_batches(n, batch_size)), desc="encode texts", disable=not verbose,
+                     leave=False):
+        ids = backbone.tokenize(list(captions[part])).to(device)
+        emb = encode(ids)
+        if normalize:
+            emb = F.normalize(emb.float(), dim=-1)
+        chunks.append(emb.float().cpu().numpy())
+    encoder.train(was_training)
+    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.embed_dim), np.float32)

@@ -1,0 +1,293 @@
+"""Command line of the retrieval package: ``python -m retrieval`` (console script ``mvlp-retrieval``).
+
+Subcommands
+-----------
+make-synthetic
+    Write the synthetic compositional image-caption set in the folder format.
+train
+    Fine-tune a method on a data root (format detected, or ``--format``); selection on the
+    validation split; optional noisy correspondence on the training split.
+evaluate
+    Retrieval metrics of a trained run (``--run``), of a backbone zero-shot (``--model``) or of
+    precomputed features (a features folder as ``--data-root``).
+encode
+    Write precomputed features (spec 4.4) so that evaluation can be rerun without the backbone.
+
+The command line is a thin layer over the Python API (:mod:`retrieval.training`,
+:mod:`retrieval.data`, :mod:`retrieval.evaluation`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+logger = logging.getLogger("retrieval")
+
+METRIC_ORDER = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum",
+                "i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr")
+
+
+def format_metrics(metrics: dict, title: str = "") -> str:
+    """A small text table of the retrieval metrics."""
+    lines = [title] if title else []
+    header = f"{'':8s}{'R@1':>8s}{'R@5':>8s}{'R@10':>8s}{'medR':>8s}{'meanR':>9s}"
+    lines.append(header)
+    for direction, label in (("i2t", "img->txt"), ("t2i", "txt->img")):
+        lines.append(
+            f"{label:8s}" + "".join(f"{metrics.get(f'{direction}_r{k}', float('nan')):8.2f}"
+                                    for k in (1, 5, 10))
+            + f"{metrics.get(f'{direction}_medr', float('nan')):8.1f}"
+            + f"{metrics.get(f'{direction}_meanr', float('nan')):9.1f}")
+    lines.append(f"rSum {metrics.get('rsum', float('nan')):.2f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------------
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from retrieval.data import make_synthetic
+
+    path = make_synthetic(args.output, n_images=args.n_images, seed=args.seed,
+                          image_size=args.image_size)
+    print(f"wrote the synthetic set ({args.n_images} images) to {path}")
+    return 0
+
+
+def _load(args: argparse.Namespace, split: str):
+    from retrieval.data import load_split
+
+    return load_split(args.data_root, split=split, format=args.format,
+                      image_root=getattr(args, "image_root", None))
+
+
+def _has_split(args: argparse.Namespace, split: str) -> bool:
+    try:
+        _load(args, split)
+    except (ValueError, KeyError) as exc:
+        logger.info("no %s split: %s", split, exc)
+        return False
+    return True
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from retrieval.data import load_noise_file, shuffle_captions
+    from retrieval.training import TrainConfig, Trainer, build_method
+
+    train_split = _load(args, "train")
+    if args.noise_file:
+        noisy = load_noise_file(args.noise_file, train_split.n_images, level=args.noise_level)
+        train_split = train_split.with_noise(noisy)
+    elif args.noise_ratio:
+        noisy = shuffle_captions(train_split.text_image_ids, args.noise_ratio,
+                                 seed=args.noise_seed)
+        train_split = train_split.with_noise(noisy)
+    if train_split.clean_text_image_ids is not None:
+        fraction = float(np.mean(train_split.text_image_ids != train_split.clean_text_image_ids))
+        logger.info("noisy correspondence: %.4f of the training captions point at another "
+                    "image", fraction)
+    val_split = _load(args, "val") if _has_split(args, "val") else None
+    method_config = json.loads(args.method_config) if args.method_config else {}
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr_backbone=args.lr,
+        lr_new=args.lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+        amp=args.amp, augment=not args.no_augment, num_workers=args.workers,
+        verbose=not args.quiet)
+    import torch
+
+    torch.manual_seed(args.seed)
+    method = build_method(args.method, args.model, args.pretrained, method_config=method_config)
+    run_info = {"data_root": str(args.data_root), "format": args.format,
+                "noise_ratio": args.noise_ratio, "noise_file": args.noise_file,
+                "noise_seed": args.noise_seed, "command": " ".join(sys.argv)}
+    trainer = Trainer(method, config, args.output, run_info=run_info)
+    trainer.fit(train_split, val_split, resume=not args.restart)
+    if trainer.history_:
+        print(f"trained {args.method} for {config.epochs} epochs; best validation rSum "
+              f"{trainer.best_rsum_:.2f} at epoch {trainer.best_epoch_ + 1}; run saved to "
+              f"{args.output}")
+    return 0
+
+
+def _model_from_args(args: argparse.Namespace):
+    from retrieval.training import build_method, load_run
+
+    if args.run:
+        return load_run(args.run, which=args.which, device=args.device_resolved)
+    if not args.model:
+        raise SystemExit("give --run RUN_DIR or --model NAME")
+    return build_method("contrastive", args.model, args.pretrained, device=args.device_resolved)
+
+
+def _resolve_device(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.device == "auto":
+        args.device_resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        args.device_resolved = args.device
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from retrieval.evaluation import fold_metrics, retrieval_metrics
+
+    _resolve_device(args)
+    root = Path(args.data_root)
+    if (root / "manifest.json").is_file():
+        from retrieval.data import load_features
+
+        features = load_features(root, split=args.split)
+        images, texts, ids = features.img_pooled, features.txt_pooled, features.text_image_ids
+        title = f"precomputed features of {features.model} on {args.split}"
+    else:
+        from retrieval.training import encode_split
+
+        model = _model_from_args(args)
+        split = _load(args, args.split)
+        images, texts, ids = encode_split(model, split, batch_size=args.batch_size,
+                                          verbose=not args.quiet)
+        title = (f"run {args.run}" if args.run else f"{args.model} zero-shot "
+                 f"({args.pretrained or 'random weights'})") + f" on {args.split}"
+    if args.protocol == "1k-folds":
+        metrics = fold_metrics(images, texts, ids)
+        metrics.pop("folds", None)
+        title += " (1K folds, mean)"
+    else:
+        metrics = retrieval_metrics(images, texts, ids)
+    print(format_metrics(metrics, title))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import open_clip
+
+    from retrieval.data import save_features
+    from retrieval.training import encode_split
+
+    _resolve_device(args)
+    model = _model_from_args(args)
+    backbone = model.backbone
+    weights = args.run or args.pretrained
+    digest = None
+    if weights and Path(weights).is_file():
+        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    for split_name in args.splits.split(","):
+        split = _load(args, split_name)
+        images, texts, ids = encode_split(model, split, batch_size=args.batch_size,
+                                          verbose=not args.quiet)
+        manifest = {
+            "model": backbone.name, "weights": weights or "random", "weights_sha256": digest,
+            "method": model.name, "open_clip": open_clip.__version__,
+            "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
+            "w": backbone.vision_width, "context_length": backbone.context_length,
+            "normalisation": "l2", "command": " ".join(sys.argv),
+        }
+        out = save_features(args.output, split_name, images, texts, ids, manifest)
+        print(f"wrote {split_name}: {len(images)} images, {len(texts)} captions -> {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from retrieval.methods import METHODS
+
+    parser = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-synthetic", help="write the synthetic compositional set")
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--n-images", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.set_defaults(func=cmd_make_synthetic)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-root", required=True, type=Path,
+                       help="folder format (captions.tsv), Karpathy JSON folder, or features")
+        p.add_argument("--format", choices=("karpathy", "folder", "features"), default=None)
+        p.add_argument("--image-root", type=Path, default=None,
+                       help="image folder of a Karpathy JSON (default: the data root)")
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--run", type=Path, help="a training run folder")
+        p.add_argument("--which", choices=("best", "last"), default="best")
+        p.add_argument("--model", help="open_clip model name (zero-shot)")
+        p.add_argument("--pretrained", help="open_clip tag or local checkpoint file")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("train", help="fine-tune a method")
+    p.add_argument("--method", choices=sorted(METHODS), default="contrastive")
+    p.add_argument("--method-config", help="JSON object of method hyper-parameters")
+    p.add_argument("--model", required=True)
+    p.add_argument("--pretrained")
+    data_args(p)
+    p.add_argument("--output", required=True, type=Path, help="run folder")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size")
+    p.add_argument("--lr", type=float, default=1e-5, help="backbone learning rate")
+    p.add_argument("--lr-new", type=float, default=1e-4, help="learning rate of new modules")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-ratio", type=float, default=0.0,
+                   help="shuffle this fraction of training captions (spec 3)")
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--noise-file", help="a published noise index file instead")
+    p.add_argument("--noise-level", choices=("caption", "image"), default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--restart", action="store_true",
+                   help="ignore an existing checkpoint in the run folder")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="retrieval metrics of a run, a backbone or features")
+    model_args(p)
+    data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--protocol", choices=("full", "1k-folds"), default="full",
+                   help="1k-folds: COCO 1K (5 folds of 1,000 images, mean)")
+    p.add_argument("--json", type=Path, help="also write the metrics dict here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("encode", help="write precomputed features")
+    model_args(p)
+    data_args(p)
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--splits", default="test")
+    p.set_defaults(func=cmd_encode)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # open_clip warns at root level for every randomly initialised model, which is the
+    # intended case for zero-shot baselines of the tiny models.
+    logging.getLogger().handlers[0].addFilter(
+        lambda record: "No pretrained weights loaded" not in record.getMessage())
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

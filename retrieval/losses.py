@@ -1,0 +1,114 @@
+"""The shared losses of the retrieval methods (spec 0).
+
+All take a similarity matrix ``scores`` of shape ``(B_img, B_txt)`` between the images and the
+captions of a batch (possibly gathered across processes), the image id of every row and of
+every column, and treat two pairs with the **same image id** as positives of each other: the
+other captions of an image are never used as its negatives.
+
+References
+----------
+.. [1] Faghri, Fleet, Kiros, Fidler, "VSE++: Improving Visual-Semantic Embeddings with Hard
+   Negatives", BMVC 2018 (hinge triplet with hardest negatives).
+.. [2] van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive Coding",
+   2018; Radford et al., "Learning Transferable Visual Models From Natural Language
+   Supervision", ICML 2021 (symmetric InfoNCE).
+.. [3] Huang et al., "Learning with Noisy Correspondence for Cross-modal Matching", NeurIPS 2021
+   (soft margins from soft correspondence labels).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def same_image_mask(row_image_ids: torch.Tensor, col_image_ids: torch.Tensor) -> torch.Tensor:
+    """Boolean ``(B_img, B_txt)`` mask, True where row and column show the same image."""
+    return row_image_ids[:, None] == col_image_ids[None, :]
+
+
+def _check(scores: torch.Tensor, row_ids: torch.Tensor, col_ids: torch.Tensor) -> None:
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-D, got shape {tuple(scores.shape)}")
+    if scores.shape != (row_ids.shape[0], col_ids.shape[0]):
+        raise ValueError(f"scores {tuple(scores.shape)} do not match {row_ids.shape[0]} row ids "
+                         f"and {col_ids.shape[0]} column ids")
+
+
+def info_nce(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids: torch.Tensor | None
+             = None, *, temperature: float | torch.Tensor = 0.05) -> torch.Tensor:
+    """Symmetric InfoNCE with same-image masking, mean of both directions (spec 0, N).
+
+    Parameters
+    ----------
+    scores : Tensor ``(B, B)``
+        Cosine similarities; pair ``p`` is ``(row p, column p)`` (the diagonal).
+    image_ids : Tensor ``(B,)``
+        Image id of every pair.
+    text_image_ids : Tensor ``(B,)``, optional
+        Image id of every column; defaults to ``image_ids``.
+    temperature : float or Tensor, default=0.05
+        Softmax temperature ``tau``; pass ``1 / logit_scale.exp()`` for CLIP's learned one.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss: cross-entropy of the rows and of the columns of ``scores / tau`` against
+        the diagonal, with the off-diagonal entries of the same image removed.
+    """
+    text_image_ids = image_ids if text_image_ids is None else text_image_ids
+    _check(scores, image_ids, text_image_ids)
+    if scores.shape[0] != scores.shape[1]:
+        raise ValueError("info_nce needs paired rows and columns (a square score matrix)")
+    logits = scores / temperature
+    same = same_image_mask(image_ids, text_image_ids)
+    off_diagonal_same = same & ~torch.eye(len(image_ids), dtype=torch.bool, device=scores.device)
+    logits = logits.masked_fill(off_diagonal_same, float("-inf"))
+    target = torch.arange(len(image_ids), device=scores.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def hinge_triplet(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids: torch.Tensor |
+                  None = None, *, margin: float | torch.Tensor = 0.2, hardest: bool = True
+                  ) -> torch.Tensor:
+    """Bidirectional hinge triplet loss, summed over the batch (spec 0, H).
+
+    ``L = sum_p agg_{q: M_pq = 0} [margin - s_pp + s_pq]_+ + agg_{q: M_qp = 0}
+    [margin - s_pp + s_qp]_+`` with ``agg`` the maximum (``hardest=True``, VSE++) or the sum.
+    ``margin`` may be a tensor ``(B,)`` of per-pair margins (soft margins, spec 0 Hsoft).
+    """
+    text_image_ids = image_ids if text_image_ids is None else text_image_ids
+    _check(scores, image_ids, text_image_ids)
+    if scores.shape[0] != scores.shape[1]:
+        raise ValueError("hinge_triplet needs paired rows and columns (a square score matrix)")
+    positive = scores.diagonal()
+    margin = torch.as_tensor(margin, dtype=scores.dtype, device=scores.device)
+    if margin.ndim == 1:
+        margin_rows, margin_cols = margin[:, None], margin[None, :]
+    else:
+        margin_rows = margin_cols = margin
+    negatives = ~same_image_mask(image_ids, text_image_ids)
+    # image p as anchor: captions q of other images; caption p as anchor: images q.
+    cost_i2t = (margin_rows - positive[:, None] + scores).clamp(min=0) * negatives
+    cost_t2i = (margin_cols - positive[None, :] + scores).clamp(min=0) * negatives
+    if hardest:
+        return cost_i2t.max(dim=1).values.sum() + cost_t2i.max(dim=0).values.sum()
+    return cost_i2t.sum() + cost_t2i.sum()
+
+
+def soft_margin_triplet(scores: torch.Tensor, image_ids: torch.Tensor, soft_labels: torch.Tensor,
+                        text_image_ids: torch.Tensor | None = None, *, margin: float = 0.2
+                        ) -> torch.Tensor:
+    """Hardest-negative triplet with per-pair soft margins ``m(y) = margin (10^y - 1) / 9``.
+
+    A pair believed clean (``y = 1``) keeps the full margin; a pair believed noisy (``y = 0``)
+    gets none, so it stops pulling its image and caption together (spec 0, Hsoft).
+    """
+    soft_labels = torch.as_tensor(soft_labels, dtype=scores.dtype, device=scores.device)
+    if soft_labels.shape != (scores.shape[0],):
+        raise ValueError(f"soft_labels must have shape ({scores.shape[0]},), got "
+                         f"{tuple(soft_labels.shape)}")
+    if torch.any((soft_labels < 0) | (soft_labels > 1)):
+        raise ValueError("soft_labels must lie in [0, 1]")
+    margins = margin * (torch.pow(10.0, soft_labels) - 1.0) / 9.0
+    return hinge_triplet(scores, image_ids, text_image_ids, margin=margins, hardest=True)

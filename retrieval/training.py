@@ -1,0 +1,554 @@
+"""The one trainer shared by every retrieval method.
+
+:class:`Trainer` fine-tunes a :class:`~retrieval.methods.RetrievalMethod` on the training pairs
+of a :class:`~retrieval.data.RetrievalSplit`: AdamW with the two parameter groups of spec 1.3,
+linear warm-up then cosine decay, gradient clipping, mixed precision on GPU, checkpoint
+save/resume, selection on the validation split only, seeding, logging and tqdm progress.
+
+Distributed data parallel runs through ``torchrun`` (``nccl`` on GPU, ``gloo`` on CPU). Each
+process encodes its share of the global batch; the method gathers the embeddings of all
+processes (the local slice keeps its gradient) and computes the loss of the **global** batch,
+so the negatives are global (spec 6). Every process then holds the gradient of that loss with
+respect to its own slice only; summing the gradients over processes gives exactly the gradient
+of one process on the whole batch.
+
+A run folder holds ``config.json`` (model, method and training settings), ``checkpoint_last.pt``
+(everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
+rSum), ``history.json`` and ``train.log``. Tensors are always read back with
+``weights_only=True``.
+
+References
+----------
+.. [1] Loshchilov, Hutter, "Decoupled Weight Decay Regularization", ICLR 2019 (AdamW).
+.. [2] Cherti et al., "Reproducible scaling laws for contrastive language-image learning",
+   CVPR 2023 (open_clip's gathered-feature contrastive training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import distributed as dist
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from retrieval.backbones import CheckpointError, ClipBackbone, create_backbone, encode_images, \
+    encode_texts
+from retrieval.methods.base import RetrievalMethod, get_method
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+LAST_CHECKPOINT = "checkpoint_last.pt"
+BEST_WEIGHTS = "model_best.pt"
+HISTORY_FILE = "history.json"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run.
+
+    Parameters
+    ----------
+    epochs : int, default=5
+    batch_size : int, default=128
+        **Global** batch size: split evenly over the processes of a distributed run.
+    lr_backbone : float, default=1e-5
+        Learning rate of the CLIP towers (spec 1.3).
+    lr_new : float, default=1e-4
+        Learning rate of the modules a method adds.
+    weight_decay : float, default=0.1
+        Applied to weight matrices only (never to 1-D parameters, embeddings, prompts or the
+        temperature).
+    warmup_fraction : float, default=0.1
+        Fraction of all steps spent in the linear warm-up before the cosine decay.
+    grad_clip : float or None, default=2.0
+        Gradient-norm clipping threshold.
+    amp : {"auto", "bf16", "fp16", "off"}, default="auto"
+        Mixed precision: on CUDA, bf16 where supported, else fp16 with a gradient scaler;
+        always fp32 on the CPU.
+    seed : int, default=0
+    device : str, default="auto"
+        "auto" picks CUDA when available.
+    num_workers : int, default=0
+        DataLoader workers.
+    augment : bool, default=True
+        Use the backbone's training transform (random resized crop) instead of the
+        evaluation transform for training images.
+    eval_batch_size : int, default=256
+    val_max_images : int or None, default=1000
+        Validation uses the first images of the validation split (COCO: 1,000, spec 2.5).
+    verbose : bool, default=True
+        Progress bars.
+    """
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr_backbone: float = 1e-5
+    lr_new: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = 2.0
+    amp: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    augment: bool = True
+    eval_batch_size: int = 256
+    val_max_images: int | None = 1000
+    verbose: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (a batch needs negatives), got "
+                             f"{self.batch_size}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+
+
+# --------------------------------------------------------------------------------------------
+# Seeding and distributed helpers
+# --------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class DistributedContext:
+    """Rank, world size and device of this process (a single process when not launched)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    initialised_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.initialised_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_distributed(device: str = "auto") -> DistributedContext:
+    """Join the process group that ``torchrun`` describes through its environment variables.
+
+    Without ``WORLD_SIZE`` > 1 this is a single process. The backend is ``nccl`` on CUDA and
+    ``gloo`` on the CPU.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else str(device).startswith("cuda")
+    if world_size <= 1:
+        chosen = torch.device("cuda" if use_cuda and device == "auto" else
+                              (device if device != "auto" else "cpu"))
+        return DistributedContext(device=torch.device(chosen))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    initialised_here = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        initialised_here = True
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device("cpu")
+    return DistributedContext(rank, world_size, local_rank, chosen, initialised_here)
+
+
+def make_gather(context: DistributedContext):
+    """Concatenate a tensor over processes, keeping the gradient of the local slice."""
+    if not context.distributed:
+        return lambda tensor: tensor
+
+    def gather(tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(context.world_size)]
+        dist.all_gather(parts, tensor.detach().contiguous())
+        parts[context.rank] = tensor
+        return torch.cat(parts)
+
+    return gather
+
+
+def _sum_gradients(module: torch.nn.Module, context: DistributedContext) -> None:
+    if not context.distributed:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+
+
+def _broadcast_parameters(module: torch.nn.Module, context: DistributedContext) -> None:
+    if not context.distributed:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule
+# --------------------------------------------------------------------------------------------
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """Multiplier of the learning rate at a step: linear warm-up, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+# --------------------------------------------------------------------------------------------
+# Building, saving and loading methods
+# --------------------------------------------------------------------------------------------
+def build_method(method: str, model: str, pretrained: str | None = None, *,
+                 method_config: dict[str, Any] | None = None,
+                 device: str | torch.device = "cpu") -> RetrievalMethod:
+    """Build a registered method on a fresh backbone."""
+    backbone = create_backbone(model, pretrained, device=device)
+    instance = get_method(method).from_config(backbone, dict(method_config or {}))
+    return instance.to(device)
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by the trainer with ``weights_only=True`` (clear errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
+        raise CheckpointError(f"could not read checkpoint {path} ({type(exc).__name__}: "
+                              f"{exc}); the file is truncated or corrupt") from exc
+
+
+def load_method_state(method: RetrievalMethod, state: dict[str, torch.Tensor],
+                      source: str = "checkpoint") -> None:
+    """Load a method state dict, reporting missing/unexpected keys and shape mismatches."""
+    expected = method.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"{source} does not fit the model: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(mismatched)} "
+            f"shape mismatches (e.g. {mismatched[:3]})")
+    method.load_state_dict(state)
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_run(run_dir: str | os.PathLike, *, which: str = "best",
+             device: str | torch.device = "cpu") -> RetrievalMethod:
+    """Rebuild a trained method from its run folder.
+
+    The backbone is built with random weights from the recorded model name and then receives
+    the trained weights, so the original pretrained file is not needed.
+
+    Parameters
+    ----------
+    run_dir : path
+    which : {"best", "last"}, default="best"
+        ``model_best.pt`` (selected on validation) or the last checkpoint.
+    """
+    config = read_run_config(run_dir)
+    method = build_method(config["method"], config["model"], None,
+                          method_config=config.get("method_config"), device="cpu")
+    if which == "best" and (Path(run_dir) / BEST_WEIGHTS).is_file():
+        path = Path(run_dir) / BEST_WEIGHTS
+        state = load_checkpoint_file(path)
+    else:
+        path = Path(run_dir) / LAST_CHECKPOINT
+        state = load_checkpoint_file(path).get("method")
+        if state is None:
+            raise CheckpointError(f"{path} holds no method weights")
+    load_method_state(method, state, source=str(path))
+    return method.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation of a model on a split
+# --------------------------------------------------------------------------------------------
+def encode_split(method, split, *, batch_size: int = 256, verbose: bool = True,
+                 max_images: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode every unique image once and every caption of a split.
+
+    Returns image embeddings, caption embeddings and the caption -> image ids (the clean
+    ones when the split carries noise: evaluation always uses the true pairs).
+    """
+    if max_images is not None and split.n_images > max_images:
+        split = split.subset(max_images)
+    ids = split.clean_text_image_ids if split.clean_text_image_ids is not None \
+        else split.text_image_ids
+    images = encode_images(method, split.image_paths, batch_size=batch_size, verbose=verbose)
+    texts = encode_texts(method, split.captions, batch_size=batch_size, verbose=verbose)
+    return images, texts, np.asarray(ids, dtype=np.int64)
+
+
+def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True,
+                   max_images: int | None = None, **metric_kwargs) -> dict[str, float]:
+    """Retrieval metrics (spec 2.2) of a method or backbone on a split."""
+    from retrieval.evaluation import retrieval_metrics
+
+    if not getattr(method, "is_single_vector", True) and hasattr(method, "evaluate_split"):
+        return method.evaluate_split(split, batch_size=batch_size, verbose=verbose,
+                                     max_images=max_images, **metric_kwargs)
+    images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose,
+                                      max_images=max_images)
+    return retrieval_metrics(images, texts, ids, **metric_kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+class Trainer:
+    """Train a retrieval method, select it on validation rSum, save and resume runs.
+
+    Parameters
+    ----------
+    method : RetrievalMethod
+        Built on its backbone (see :func:`build_method`).
+    config : TrainConfig
+    output_dir : path
+        Run folder; an existing ``checkpoint_last.pt`` there is resumed when ``resume=True``.
+    run_info : dict, optional
+        Extra JSON-serialisable facts recorded in ``config.json`` (data root, noise ratio...).
+
+    Attributes
+    ----------
+    history_ : list of dict
+        One record per epoch: mean losses, validation metrics, time.
+    best_rsum_ : float
+        Best validation rSum (``nan`` without a validation split).
+    best_epoch_ : int
+    """
+
+    def __init__(self, method: RetrievalMethod, config: TrainConfig, output_dir: str |
+                 os.PathLike, *, run_info: dict[str, Any] | None = None) -> None:
+        self.method = method
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.run_info = dict(run_info or {})
+        self.history_: list[dict[str, Any]] = []
+        self.best_rsum_ = float("nan")
+        self.best_epoch_ = -1
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self, device: torch.device):
+        mode = self.config.amp
+        if device.type != "cuda" or mode == "off":
+            return torch.autocast(device_type=device.type, enabled=False), None
+        if mode == "auto":
+            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        return torch.autocast(device_type="cuda", dtype=dtype), scaler
+
+    def _write_config(self) -> None:
+        backbone: ClipBackbone = self.method.backbone
+        payload = {
+            "method": self.method.name,
+            "method_config": self.method.get_config(),
+            "model": backbone.name,
+            "pretrained": backbone.pretrained,
+            "train": dataclasses.asdict(self.config),
+            "run": self.run_info,
+            "torch": torch.__version__,
+        }
+        (self.output_dir / CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=str))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_split, val_split=None, *, resume: bool = True) -> "Trainer":
+        """Train on ``train_split`` (its possibly noisy pairs), select on ``val_split``.
+
+        Parameters
+        ----------
+        train_split : RetrievalSplit
+        val_split : RetrievalSplit, optional
+            Without it the last epoch is kept (and a warning says so). Never pass the test
+            split here.
+        resume : bool, default=True
+            Continue from ``checkpoint_last.pt`` in the output folder when it exists.
+        """
+        from tqdm.auto import tqdm
+
+        from retrieval.data.torch_datasets import PairDataset
+
+        cfg = self.config
+        context = init_distributed(cfg.device)
+        try:
+            device = context.device
+            seed_everything(cfg.seed + context.rank)
+            method = self.method.to(device)
+            if context.is_main:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                self._write_config()
+            backbone = method.backbone
+            transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
+            dataset = PairDataset(train_split, transform, backbone.tokenizer)
+            if cfg.batch_size % context.world_size:
+                raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
+                                 f"{context.world_size} processes")
+            local_batch = cfg.batch_size // context.world_size
+            if len(dataset) < cfg.batch_size:
+                raise ValueError(f"the training split has {len(dataset)} pairs, fewer than one "
+                                 f"batch of {cfg.batch_size}")
+            # The same sampler (and so the same permutation) in one or many processes: the
+            # union of the local batches is the single-process batch.
+            sampler = DistributedSampler(dataset, num_replicas=context.world_size,
+                                         rank=context.rank, shuffle=True, seed=cfg.seed,
+                                         drop_last=True)
+            loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler,
+                                num_workers=cfg.num_workers, drop_last=True,
+                                pin_memory=device.type == "cuda")
+            steps_per_epoch = len(loader)
+            total_steps = steps_per_epoch * cfg.epochs
+            optimizer = torch.optim.AdamW(
+                method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, warmup_cosine(total_steps, int(cfg.warmup_fraction * total_steps)))
+            autocast, scaler = self._autocast(device)
+            gather = make_gather(context)
+
+            start_epoch = 0
+            last_path = self.output_dir / LAST_CHECKPOINT
+            if resume and last_path.is_file():
+                state = load_checkpoint_file(last_path)
+                load_method_state(method, state["method"], source=str(last_path))
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                if scaler is not None and state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+                start_epoch = int(state["epoch"]) + 1
+                self.history_ = json.loads(state["history"])
+                self.best_rsum_ = float(state["best_rsum"])
+                self.best_epoch_ = int(state["best_epoch"])
+                logger.info("resumed %s at epoch %d", last_path, start_epoch)
+            _broadcast_parameters(method, context)
+
+            if val_split is None and context.is_main:
+                logger.warning("no validation split: the last epoch is kept (no selection)")
+            for epoch in range(start_epoch, cfg.epochs):
+                sampler.set_epoch(epoch)
+                # Per-epoch seeding makes a resumed run draw the same augmentations.
+                torch.manual_seed(cfg.seed * 1000 + epoch * 10 + context.rank)
+                method.train()
+                method.on_epoch_start(epoch)
+                sums: dict[str, float] = {}
+                started = time.perf_counter()
+                bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           disable=not (cfg.verbose and context.is_main), leave=False)
+                for batch in bar:
+                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                    with autocast:
+                        losses = method.training_step(batch, gather, epoch=epoch)
+                    loss = losses["loss"]
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite loss {loss.item()} at epoch "
+                                                 f"{epoch}; lower the learning rate")
+                    optimizer.zero_grad(set_to_none=True)
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    _sum_gradients(method, context)
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(
+                            [p for p in method.parameters() if p.requires_grad], cfg.grad_clip)
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    for key, value in losses.items():
+                        sums[key] = sums.get(key, 0.0) + float(value.detach())
+                    bar.set_postfix(loss=f"{float(loss):.4f}")
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    **{f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()},
+                    "train_time_s": time.perf_counter() - started,
+                    "lr_backbone": optimizer.param_groups[0]["lr"],
+                }
+                if context.is_main:
+                    if val_split is not None:
+                        metrics = evaluate_split(method, val_split,
+                                                 batch_size=cfg.eval_batch_size,
+                                                 verbose=False, max_images=cfg.val_max_images)
+                        record.update({f"val_{k}": v for k, v in metrics.items()})
+                        improved = not (metrics["rsum"] <= self.best_rsum_)
+                    else:
+                        improved = True
+                    if improved:
+                        self.best_rsum_ = float(record.get("val_rsum", float("nan")))
+                        self.best_epoch_ = epoch
+                        torch.save({k: v.detach().cpu() for k, v in
+                                    method.state_dict().items()},
+                                   self.output_dir / BEST_WEIGHTS)
+                    self.history_.append(record)
+                    self._save_last(method, optimizer, scheduler, scaler, epoch)
+                    logger.info("epoch %d: %s", epoch, ", ".join(
+                        f"{k}={v:.4g}" for k, v in record.items()
+                        if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
+                context.barrier()
+            return self
+        finally:
+            context.close()
+
+    def _save_last(self, method, optimizer, scheduler, scaler, epoch: int) -> None:
+        state = {
+            "method": {k: v.detach().cpu() for k, v in method.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "epoch": epoch,
+            "best_rsum": self.best_rsum_,
+            "best_epoch": self.best_epoch_,
+            # JSON text keeps the history loadable under weights_only=True.
+            "history": json.dumps(self.history_),
+        }
+        tmp = self.output_dir / (LAST_CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.output_dir / LAST_CHECKPOINT)
+        (self.output_dir / HISTORY_FILE).write_text(json.dumps(
+            {"history": self.history_, "best_epoch": self.best_epoch_,
+             "best_val_rsum": self.best_rsum_}, indent=2))
