@@ -1,0 +1,488 @@
+"""Tests of retrieval.evaluation against a brute-force reference written here (spec 2.2-2.4, 7)."""
+
+import ast
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from retrieval import evaluation as ev
+from retrieval.evaluation import (
+    build_index,
+    coco_1k_metrics,
+    coco_5k_metrics,
+    compare_to_exact,
+    flickr_1k_metrics,
+    fold_metrics,
+    rerank_metrics,
+    retrieval_metrics,
+    search,
+    shortlist_recall_loss,
+    shortlist_rerank,
+)
+
+@pytest.fixture(autouse=True, scope="module")
+def _faiss_single_thread():
+    # After conftest's torch.set_num_threads(2), FAISS k-means (IVF/PQ training) ran ~10x slower on
+    # the busy 2-core CI machine (OpenMP spin-waiting); one FAISS thread keeps the file fast.
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(previous)
+
+
+RECALL_KEYS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
+ALL_KEYS = RECALL_KEYS + ["i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Brute-force reference: full score matrix, explicit loops, nothing shared with the library.
+# ------------------------------------------------------------------------------------------------
+def reference_metrics(images, texts, ids, ks=(1, 5, 10)):
+    v = np.asarray(images, dtype=np.float32)
+    t = np.asarray(texts, dtype=np.float32)
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
+    t = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
+    s = v @ t.T
+    n_i, n_t = s.shape
+    r_i2t = []
+    for i in range(n_i):
+        best = max(s[i, c] for c in range(n_t) if ids[c] == i)
+        r_i2t.append(sum(1 for c in range(n_t) if ids[c] != i and s[i, c] >= best))
+    r_t2i = []
+    for c in range(n_t):
+        pos = s[ids[c], c]
+        r_t2i.append(sum(1 for i in range(n_i) if i != ids[c] and s[i, c] >= pos))
+    r_i2t, r_t2i = np.array(r_i2t), np.array(r_t2i)
+    out = {}
+    for name, r in (("i2t", r_i2t), ("t2i", r_t2i)):
+        for k in ks:
+            out[f"{name}_r{k}"] = 100.0 * np.mean(r < k)
+    out["rsum"] = sum(out[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in ks)
+    for name, r in (("i2t", r_i2t), ("t2i", r_t2i)):
+        out[f"{name}_medr"] = math.floor(np.median(r)) + 1
+        out[f"{name}_meanr"] = np.mean(r) + 1
+    return out
+
+
+def assert_metrics_equal(got, expected, keys=ALL_KEYS):
+    for key in keys:
+        assert got[key] == pytest.approx(expected[key], abs=1e-9), key
+
+
+def make_problem(rng, n_images, caps_per_image, d=16, noise=1.5, shuffle=True):
+    """Images and captions = noisy copies of their image; captions shuffled."""
+    images = rng.normal(size=(n_images, d)).astype(np.float32)
+    counts = np.full(n_images, caps_per_image) if np.isscalar(caps_per_image) else caps_per_image
+    ids = np.repeat(np.arange(n_images), counts)
+    if shuffle:
+        ids = rng.permutation(ids)
+    texts = images[ids] + noise * rng.normal(size=(ids.size, d)).astype(np.float32)
+    return images, texts.astype(np.float32), ids
+
+
+def clustered(rng, n, d, n_centres, spread):
+    centres = rng.normal(size=(n_centres, d))
+    x = centres[rng.integers(n_centres, size=n)] + spread * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics against the reference
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_match_reference_five_captions_shuffled(seed):
+    rng = np.random.default_rng(seed)
+    images, texts, ids = make_problem(rng, 40, 5)
+    got = retrieval_metrics(images, texts, ids)
+    ref = reference_metrics(images, texts, ids)
+    assert_metrics_equal(got, ref)
+    assert 0 < got["i2t_r1"] < 100 and 0 < got["t2i_r1"] < 100  # a non-trivial case
+    assert set(got) == set(ALL_KEYS)
+
+
+def test_metrics_match_reference_varying_captions_and_custom_ks():
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 8, size=35)
+    images, texts, ids = make_problem(rng, 35, counts, noise=1.0)
+    ks = (1, 2, 3, 7)
+    got = retrieval_metrics(images, texts, ids, ks=ks)
+    ref = reference_metrics(images, texts, ids, ks=ks)
+    keys = [f"{d}_r{k}" for d in ("i2t", "t2i") for k in ks]
+    assert_metrics_equal(got, ref, keys + ["rsum", "i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr"])
+
+
+def test_small_batches_and_blocks_give_the_same_result(monkeypatch):
+    rng = np.random.default_rng(4)
+    images, texts, ids = make_problem(rng, 30, 5)
+    ref = retrieval_metrics(images, texts, ids)
+    # Tiny query batches and matmul blocks exercise every block boundary.
+    monkeypatch.setattr(ev, "_MAX_BLOCK_ENTRIES", 37)
+    got = retrieval_metrics(images, texts, ids, batch_size=7)
+    assert_metrics_equal(got, ref)
+
+
+def test_torch_tensors_accepted():
+    rng = np.random.default_rng(5)
+    images, texts, ids = make_problem(rng, 20, 5)
+    got = retrieval_metrics(torch.from_numpy(images).requires_grad_(), torch.from_numpy(texts),
+                            torch.from_numpy(ids))
+    assert_metrics_equal(got, retrieval_metrics(images, texts, ids))
+
+
+def test_hand_computed_ranks():
+    # Three images on the axes, one caption each; caption c of image c, except the captions
+    # are placed so that the ranks are known by hand.
+    images = np.eye(3, dtype=np.float32)
+    texts = np.array([[1, 0, 0], [0.9, 0.5, 0], [0, 0.2, 1]], dtype=np.float32)
+    ids = np.array([0, 1, 2])
+    m = retrieval_metrics(images, texts, ids, ks=(1, 2))
+    # i2t: image 0 -> caption 0 (1.0) beats caption 1 (0.87): rank 0. Image 1 -> caption 1 (0.49)
+    # loses to nothing else (caption 2: 0.196, caption 0: 0): rank 0. Image 2: caption 2 first: 0.
+    # t2i: caption 1's image 1 scores 0.49 < image 0's 0.87: rank 1; others rank 0.
+    assert m["i2t_r1"] == 100.0
+    assert m["t2i_r1"] == pytest.approx(200 / 3)
+    assert m["t2i_r2"] == 100.0
+    assert m["t2i_medr"] == 1.0 and m["t2i_meanr"] == pytest.approx(1 + 1 / 3)
+    assert m["rsum"] == pytest.approx(100 + 100 + 200 / 3 + 100)
+
+
+# ------------------------------------------------------------------------------------------------
+# Ties (pessimistic) and the short-list rule
+# ------------------------------------------------------------------------------------------------
+def test_all_equal_embeddings_give_zero_recall():
+    n_i = 20
+    images = np.ones((n_i, 8), dtype=np.float32)
+    ids = np.repeat(np.arange(n_i), 5)
+    texts = np.ones((ids.size, 8), dtype=np.float32)
+    m = retrieval_metrics(images, texts, ids)
+    assert m["rsum"] == 0.0
+    # Every negative ties with the positive and ranks ahead of it.
+    assert m["i2t_meanr"] == ids.size - 5 + 1
+    assert m["t2i_meanr"] == n_i - 1 + 1
+    assert m["i2t_medr"] == ids.size - 5 + 1
+
+
+def test_duplicated_embeddings_match_reference():
+    rng = np.random.default_rng(6)
+    images, texts, ids = make_problem(rng, 30, 5, noise=0.5)
+    images[7] = images[3]  # duplicate images: the t2i positive ties with a negative
+    texts[ids == 4] = texts[np.flatnonzero(ids == 9)[0]]  # captions of 4 copy one caption of 9
+    got = retrieval_metrics(images, texts, ids)
+    ref = reference_metrics(images, texts, ids)
+    assert_metrics_equal(got, ref)
+    # A caption of image 3 ties with image 7 (and vice versa): never at rank 0 under pessimistic
+    # ties, so with only these captions t2i R@1 is 0 while R@2 can be positive.
+    caps = np.flatnonzero((ids == 3) | (ids == 7))
+    r = reference_metrics(images, texts, ids, ks=(1,))
+    assert r["t2i_r1"] <= 100 * (1 - caps.size / ids.size) + 1e-9
+
+
+def test_shortlist_rule_exact_with_ties_at_the_cut():
+    # Embeddings drawn from a few directions only: massive exact ties, including at the list cut.
+    rng = np.random.default_rng(7)
+    dirs = rng.normal(size=(4, 6)).astype(np.float32)
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        n_i = 25
+        images = dirs[r.integers(4, size=n_i)]
+        counts = r.integers(1, 6, size=n_i)
+        ids = r.permutation(np.repeat(np.arange(n_i), counts))
+        texts = dirs[r.integers(4, size=ids.size)]
+        for ks in [(1, 5, 10), (1, 2, 3), (4,)]:
+            got = retrieval_metrics(images, texts, ids, ks=ks)
+            ref = reference_metrics(images, texts, ids, ks=ks)
+            keys = [f"{d}_r{k}" for d in ("i2t", "t2i") for k in ks] + ["rsum"]
+            assert_metrics_equal(got, ref, keys + ["i2t_medr", "i2t_meanr", "t2i_medr",
+                                                   "t2i_meanr"])
+
+
+def test_full_ranks_options():
+    rng = np.random.default_rng(8)
+    images, texts, ids = make_problem(rng, 20, 5)
+    skipped = retrieval_metrics(images, texts, ids, full_ranks=False)
+    assert math.isnan(skipped["i2t_medr"]) and math.isnan(skipped["t2i_meanr"])
+    auto_small = retrieval_metrics(images, texts, ids, max_rank_pairs=10)
+    assert math.isnan(auto_small["t2i_medr"])
+    forced = retrieval_metrics(images, texts, ids, full_ranks=True, max_rank_pairs=10)
+    ref = reference_metrics(images, texts, ids)
+    assert_metrics_equal(forced, ref)
+    assert_metrics_equal(skipped, ref, RECALL_KEYS)
+
+
+# ------------------------------------------------------------------------------------------------
+# COCO folds and dataset shortcuts
+# ------------------------------------------------------------------------------------------------
+def test_fold_metrics_per_fold_and_mean():
+    rng = np.random.default_rng(9)
+    images, texts, ids = make_problem(rng, 36, 5)
+    out = fold_metrics(images, texts, ids, n_folds=3, fold_size=12)
+    assert len(out["folds"]) == 3
+    for f, fold in enumerate(out["folds"]):
+        lo, hi = 12 * f, 12 * (f + 1)
+        caps = np.flatnonzero((ids >= lo) & (ids < hi))
+        assert_metrics_equal(fold, reference_metrics(images[lo:hi], texts[caps], ids[caps] - lo))
+    for key in ALL_KEYS:
+        assert out[key] == pytest.approx(np.mean([fold[key] for fold in out["folds"]]))
+    # Extra images are ignored: the first 2 folds of 12 of the same problem.
+    two = fold_metrics(images, texts, ids, n_folds=2, fold_size=12)
+    assert two["folds"][1]["rsum"] == out["folds"][1]["rsum"]
+
+
+def test_fold_and_dataset_count_errors():
+    rng = np.random.default_rng(10)
+    images, texts, ids = make_problem(rng, 20, 2)
+    with pytest.raises(ValueError, match="need 30 images"):
+        fold_metrics(images, texts, ids, n_folds=3, fold_size=10)
+    with pytest.raises(ValueError, match="need 5000 images"):
+        coco_1k_metrics(images, texts, ids)
+    with pytest.raises(ValueError, match="5000 test images"):
+        coco_5k_metrics(images, texts, ids)
+    with pytest.raises(ValueError, match="1000 test images"):
+        flickr_1k_metrics(images, texts, ids)
+
+
+def test_flickr_1k_runs_on_1000_images():
+    rng = np.random.default_rng(11)
+    images, texts, ids = make_problem(rng, 1000, 1, d=8, noise=0.3)
+    m = flickr_1k_metrics(images, texts, ids, full_ranks=False)
+    assert m["i2t_r10"] > 50
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+# ------------------------------------------------------------------------------------------------
+def test_validation_errors():
+    rng = np.random.default_rng(12)
+    images, texts, ids = make_problem(rng, 10, 2)
+    zero = images.copy()
+    zero[4] = 0
+    with pytest.raises(ValueError, match="row 4 is a zero vector"):
+        retrieval_metrics(zero, texts, ids)
+    nan = texts.copy()
+    nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        retrieval_metrics(images, nan, ids)
+    with pytest.raises(ValueError, match="2-D"):
+        retrieval_metrics(images[0], texts, ids)
+    with pytest.raises(ValueError, match="dimension"):
+        retrieval_metrics(images[:, :5], texts, ids)
+    with pytest.raises(ValueError, match="integers"):
+        retrieval_metrics(images, texts, ids.astype(float))
+    bad = ids.copy()
+    bad[2] = 10
+    with pytest.raises(ValueError, match=r"text_image_ids\[2\] = 10"):
+        retrieval_metrics(images, texts, bad)
+    with pytest.raises(ValueError, match="entries but there are"):
+        retrieval_metrics(images, texts, ids[:-1])
+    orphan = np.where(ids == 6, 5, ids)
+    with pytest.raises(ValueError, match="no caption.*image 6"):
+        retrieval_metrics(images, texts, orphan)
+    with pytest.raises(ValueError, match="ks"):
+        retrieval_metrics(images, texts, ids, ks=(0, 5))
+    with pytest.raises(ValueError, match="full_ranks"):
+        retrieval_metrics(images, texts, ids, full_ranks="yes")
+    with pytest.raises(ValueError, match="Unknown index kind"):
+        retrieval_metrics(images, texts, ids, index="lsh")
+    with pytest.raises(ValueError, match="Unknown parameter"):
+        build_index(images, "hnsw", nprobe=3)
+    if faiss.get_num_gpus() == 0:
+        with pytest.raises(RuntimeError, match="no GPU"):
+            build_index(images, "flat", use_gpu=True)
+
+
+def test_module_does_not_import_torch():
+    tree = ast.parse(Path(ev.__file__).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    assert "torch" not in names
+    assert names <= {"__future__", "logging", "math", "time", "typing", "faiss", "numpy"}
+
+
+# ------------------------------------------------------------------------------------------------
+# FAISS indices
+# ------------------------------------------------------------------------------------------------
+def test_search_batches_and_padding():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    index = build_index(x)
+    s1, i1 = search(index, x, 5, batch_size=7)
+    s2, i2 = search(index, x, 5, batch_size=100)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, rtol=1e-6)
+    _, padded = search(index, x[:2], 60)
+    assert (padded[:, 50:] == -1).all()
+
+
+def test_ivf_falls_back_to_flat_on_tiny_galleries():
+    x = np.random.default_rng(14).normal(size=(20, 4)).astype(np.float32)
+    assert isinstance(build_index(x, "ivf"), faiss.IndexFlatIP)
+
+
+@pytest.fixture(scope="module")
+def clustered_problem():
+    rng = np.random.default_rng(15)
+    n_i, d = 1500, 32
+    images = clustered(rng, n_i, d, n_centres=40, spread=0.35)
+    ids = rng.permutation(np.repeat(np.arange(n_i), 5))
+    texts = images[ids] + 0.12 * rng.normal(size=(ids.size, d)).astype(np.float32)
+    return images, texts.astype(np.float32), ids
+
+
+@pytest.mark.parametrize(
+    "kind,params",
+    [("hnsw", {"efSearch": 64}), ("ivf", {"nprobe": 16}), ("ivfpq", {"nprobe": 16, "m": 16, "nbits": 4})],
+)
+def test_approximate_indices_keep_recall_on_clustered_data(clustered_problem, kind, params):
+    images, texts, ids = clustered_problem
+    report = compare_to_exact(images, texts, ids, kind, **params)
+    exact, approx = report["exact"], report["approx"]
+    assert 0 < exact["i2t_r1"] < 100  # noise makes the task non-trivial
+    assert set(report["delta"]) == set(RECALL_KEYS)
+    assert report["delta"]["rsum"] == pytest.approx(approx["rsum"] - exact["rsum"])
+    assert report["build_s"]["approx"] > 0 and report["search_s"]["exact"] > 0
+    if kind == "ivfpq":  # 8 bytes per 32-d vector: a coarse code, only a loose bound
+        assert approx["rsum"] > 0.8 * exact["rsum"]
+        assert min(report["top10_overlap"].values()) > 0.3
+    else:
+        assert abs(report["delta"]["rsum"]) < 6.0
+        assert max(abs(report["delta"][k]) for k in RECALL_KEYS[:-1]) < 2.0
+        assert min(report["top10_overlap"].values()) > 0.9
+    # The metrics path gives the same approximate recall.
+    direct = retrieval_metrics(images, texts, ids, index=kind, index_params=params,
+                               full_ranks=False)
+    assert_metrics_equal(direct, approx, RECALL_KEYS)
+
+
+def test_compare_to_exact_with_flat_is_zero_delta(clustered_problem):
+    images, texts, ids = clustered_problem
+    report = compare_to_exact(images[:200], texts[ids < 200], ids[ids < 200], "flat")
+    assert all(v == 0 for v in report["delta"].values())
+    assert report["top10_overlap"] == {"i2t": 1.0, "t2i": 1.0}
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-vector path: short list + re-rank
+# ------------------------------------------------------------------------------------------------
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_shortlist_rerank_full_list_equals_exhaustive():
+    rng = np.random.default_rng(16)
+    images, texts, ids = make_problem(rng, 30, 5)
+    v, t = _unit(images), _unit(texts)
+    # A rescoring that differs from the pooled order: exact scores of another embedding.
+    w = rng.normal(size=(16, 16)).astype(np.float32)
+    exact = (v @ w) @ t.T
+
+    def rescore(q, c):
+        return exact[q[:, None], c]
+
+    scores, idx = shortlist_rerank(v, t, t.shape[0], rescore, batch_size=7)
+    assert idx.shape == (30, t.shape[0])
+    np.testing.assert_allclose(scores, -np.sort(-exact, axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(np.sort(idx, axis=1), np.tile(np.arange(t.shape[0]), (30, 1)))
+    np.testing.assert_allclose(np.take_along_axis(exact, idx, axis=1), scores)
+
+
+def test_rerank_metrics_with_dot_product_equal_retrieval_metrics():
+    rng = np.random.default_rng(17)
+    images, texts, ids = make_problem(rng, 30, 5)
+    v, t = _unit(images), _unit(texts)
+    s = v @ t.T
+    i2t = shortlist_rerank(v, t, t.shape[0], lambda q, c: s[q[:, None], c])
+    t2i = shortlist_rerank(t, v, v.shape[0], lambda q, c: s.T[q[:, None], c])
+    got = rerank_metrics(i2t, t2i, ids)
+    assert_metrics_equal(got, reference_metrics(images, texts, ids), RECALL_KEYS)
+    assert math.isnan(got["i2t_medr"])
+
+
+def test_rerank_metrics_counts_missing_positive_as_miss():
+    ids = np.array([0, 1])
+    # Image 0's list holds only caption 1; image 1's holds its own caption first.
+    i2t = (np.array([[0.9], [0.8]]), np.array([[1], [1]]))
+    t2i = (np.array([[0.5], [0.7]]), np.array([[1], [1]]))
+    m = rerank_metrics(i2t, t2i, ids, ks=(1,))
+    assert m["i2t_r1"] == 50.0 and m["t2i_r1"] == 50.0
+
+
+def _multi_vector_problem(seed, n_i=40, caps=5, d=16, chunks=3):
+    """A MaxSim-style score: max over image chunks of chunk . text (not a pooled dot product)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_i, d))
+    img_chunks = _unit((centres[:, None, :] + 0.6 * rng.normal(size=(n_i, chunks, d)))
+                       .reshape(-1, d)).reshape(n_i, chunks, d)
+    ids = rng.permutation(np.repeat(np.arange(n_i), caps))
+    texts = _unit(img_chunks[ids, rng.integers(chunks, size=ids.size)]
+                  + 0.5 * rng.normal(size=(ids.size, d)))
+
+    def score_fn(img_idx, txt_idx):
+        return np.einsum("imd,td->itm", img_chunks[img_idx], texts[txt_idx]).max(axis=2)
+
+    def pair_score_fn(img_idx, txt_idx):
+        return np.einsum("pmd,pd->pm", img_chunks[img_idx], texts[txt_idx]).max(axis=1)
+
+    pooled = _unit(img_chunks.mean(axis=1))
+    return pooled, texts, ids, score_fn, pair_score_fn
+
+
+def test_shortlist_recall_loss_exhaustive_reference_and_full_list():
+    pooled, texts, ids, score_fn, pair_fn = _multi_vector_problem(18)
+    out = shortlist_recall_loss(pooled, texts, ids, score_fn, k_shorts=(5, 20, 200),
+                                block_images=7)
+    # Exhaustive reference = the brute-force metrics of the dense score matrix.
+    s = score_fn(np.arange(40), np.arange(texts.shape[0]))
+    n_i, n_t = s.shape
+    r_i2t = np.array([(s[i][ids != i] >= s[i][ids == i].max()).sum() for i in range(n_i)])
+    r_t2i = np.array([(np.delete(s[:, c], ids[c]) >= s[ids[c], c]).sum() for c in range(n_t)])
+    for k in (1, 5, 10):
+        assert out["exhaustive"][f"i2t_r{k}"] == pytest.approx(100 * np.mean(r_i2t < k))
+        assert out["exhaustive"][f"t2i_r{k}"] == pytest.approx(100 * np.mean(r_t2i < k))
+    # k_short >= gallery size (capped at 40 for t2i, 200 for i2t): no loss at all.
+    assert all(v == 0 for v in out["shortlist"][200]["delta"].values())
+    assert out["shortlist"][5]["delta"]["rsum"] <= out["shortlist"][20]["delta"]["rsum"] + 1e-9
+    assert out["shortlist"][20]["speedup"] > 0
+    # The pair-score path re-scores the same candidates.
+    pair = shortlist_recall_loss(pooled, texts, ids, score_fn, k_shorts=(5,),
+                                 pair_score_fn=pair_fn)
+    assert_metrics_equal(pair["shortlist"][5]["metrics"], out["shortlist"][5]["metrics"],
+                         RECALL_KEYS)
+
+
+def test_shortlist_loses_recall_only_when_positive_falls_outside():
+    rng = np.random.default_rng(19)
+    n_i, d = 30, 16
+    v = _unit(rng.normal(size=(n_i, d)))
+    ids = np.arange(n_i)
+    t = v.copy()  # exact score: caption c matches its own image perfectly
+
+    def score_fn(img_idx, txt_idx):
+        return v[img_idx] @ t[txt_idx].T
+
+    # Pooled vectors agree with the exact score except for caption 0, whose pooled vector points
+    # away from its image: it falls out of every short list that matters.
+    t_pooled = t.copy()
+    t_pooled[0] = -v[0]
+    base = shortlist_recall_loss(v, t, ids, score_fn, k_shorts=(10, n_i), ks=(1,))
+    moved = shortlist_recall_loss(v, t_pooled, ids, score_fn, k_shorts=(10, n_i), ks=(1,))
+    assert base["exhaustive"]["i2t_r1"] == 100 and base["exhaustive"]["t2i_r1"] == 100
+    assert all(x == 0 for x in base["shortlist"][10]["delta"].values())
+    # Caption 0 is outside image 0's i2t list and image 0 outside caption 0's t2i list.
+    assert moved["shortlist"][10]["delta"]["i2t_r1"] == pytest.approx(-100 / n_i)
+    assert moved["shortlist"][10]["delta"]["t2i_r1"] == pytest.approx(-100 / n_i)
+    # With the whole gallery listed, re-scoring recovers the exhaustive result.
+    assert all(x == 0 for x in moved["shortlist"][n_i]["delta"].values())
+
+
+def test_shortlist_rerank_validates_rescore_shape():
+    v = _unit(np.random.default_rng(20).normal(size=(5, 4)))
+    with pytest.raises(ValueError, match="rescore_fn returned shape"):
+        shortlist_rerank(v, v, 3, lambda q, c: np.zeros((len(q), 2)))
