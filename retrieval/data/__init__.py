@@ -1,0 +1,55 @@
+"""Image-caption data for retrieval: loaders, the synthetic set, noisy correspondence.
+
+* :class:`RetrievalSplit` -- images, captions and the caption-to-image pairing of a split.
+* :func:`load_split` -- recognise a folder's format and load one split.
+* :func:`load_karpathy`, :func:`load_caption_file` -- Karpathy JSON and shipped id files.
+* :func:`load_folder`, :func:`write_folder`, :func:`load_dense_captions` -- folder format.
+* :func:`save_features`, :func:`load_features`, :class:`FeatureSplit` -- cached features.
+* :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set.
+* :func:`shuffle_captions`, :func:`load_noise_file`, :func:`noisy_fraction`,
+  :func:`add_noise` -- noisy correspondence (spec section 3).
+* :class:`PairDataset`, :class:`ImageDataset`, :class:`TextDataset` -- torch datasets,
+  imported lazily so that the rest works without torch.
+"""
+
+from ._load import load_split
+from ._split import RetrievalSplit
+from .features import FeatureSplit, load_features, save_features
+from .folder import load_dense_captions, load_folder, write_folder
+from .karpathy import load_caption_file, load_karpathy, read_id_file
+from .noise import add_noise, load_noise_file, noisy_fraction, save_noise_file, shuffle_captions
+from .synthetic import describe_objects, make_synthetic, swap_caption
+
+_TORCH_NAMES = ("PairDataset", "ImageDataset", "TextDataset")
+
+__all__ = [
+    "RetrievalSplit",
+    "FeatureSplit",
+    "load_split",
+    "load_karpathy",
+    "load_caption_file",
+    "read_id_file",
+    "load_folder",
+    "write_folder",
+    "load_dense_captions",
+    "save_features",
+    "load_features",
+    "make_synthetic",
+    "swap_caption",
+    "describe_objects",
+    "shuffle_captions",
+    "load_noise_file",
+    "noisy_fraction",
+    "add_noise",
+    "save_noise_file",
+    *_TORCH_NAMES,
+]
+
+
+def __getattr__(name: str):
+    # torch is an extra: only the torch datasets need it, so import them on first use.
+    if name in _TORCH_NAMES:
+        from . import torch_datasets
+
+        return getattr(torch_datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,308 @@
+"""A folder of images with a ``captions.tsv`` file (spec 4.2), and dense captions (spec 4.3).
+
+Layout::
+
+    root/
+      images/...                 image files; paths below are relative to this folder
+      captions.tsv               relative_path<TAB>caption[<TAB>split], one line per caption
+      dense_captions.jsonl       optional: {"image": relative_path, "text": ...} per line
+      objects.jsonl              optional: {"image": relative_path, "objects": [...]} per line
+
+Images are numbered in order of first appearance in ``captions.tsv``; each image needs
+at least one caption. The synthetic set (:func:`~retrieval.data.make_synthetic`) is
+written in this format by :func:`write_folder`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._split import RetrievalSplit, check_images_exist
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CAPTIONS_FILE",
+    "DENSE_FILE",
+    "OBJECTS_FILE",
+    "IMAGES_DIR",
+    "load_folder",
+    "write_folder",
+    "load_dense_captions",
+    "read_jsonl",
+]
+
+CAPTIONS_FILE = "captions.tsv"
+DENSE_FILE = "dense_captions.jsonl"
+OBJECTS_FILE = "objects.jsonl"
+IMAGES_DIR = "images"
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
+    """Read a JSON-lines file (blank lines ignored).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    list of dict
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"JSON-lines file not found: {path}")
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+    return records
+
+
+def _keyed(records: list[dict], field: str, path: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, rec in enumerate(records):
+        if "image" not in rec or field not in rec:
+            raise ValueError(f"{path}: record {i} lacks 'image' or {field!r}")
+        key = str(rec["image"])
+        if key in out:
+            raise ValueError(f"{path}: image {key!r} appears twice")
+        out[key] = rec[field]
+    return out
+
+
+def load_dense_captions(
+    path: str | os.PathLike[str], split: RetrievalSplit | Sequence[str] | int
+) -> list[str]:
+    """Read dense captions aligned with the images of a split.
+
+    Two forms are accepted, told apart by the first record:
+
+    * keyed: ``{"image": relative_path, "text": ...}`` per line, in any order; the
+      texts are looked up by the split's ``image_keys``;
+    * positional (the published F30K/COCO LLaVA files): ``{"text", "model_id",
+      "metadata": {"length"}}``; line *j* describes the *j*-th distinct image in
+      id-file order, so the file must have exactly one line per image.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.jsonl`` file.
+    split : RetrievalSplit, sequence of str or int
+        The split (or its image keys, or for the positional form just its number of
+        images).
+
+    Returns
+    -------
+    list of str
+        One dense caption per image, in the split's image order. They are for the
+        D2S teacher and for analysis, never evaluation ground truth.
+
+    Raises
+    ------
+    ValueError
+        On a count mismatch (positional) or an image without a dense caption (keyed).
+    """
+    path = Path(path)
+    records = read_jsonl(path)
+    if isinstance(split, RetrievalSplit):
+        keys: Sequence[str] | None = split.image_keys
+        n = split.n_images
+    elif isinstance(split, (int, np.integer)):
+        keys, n = None, int(split)
+    else:
+        keys = [str(k) for k in split]
+        n = len(keys)
+    if records and "image" in records[0]:
+        if keys is None:
+            raise ValueError(f"{path} is keyed by image; pass the split or its image keys, not a count")
+        table = _keyed(records, "text", path)
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise ValueError(
+                f"{path}: {len(missing)} of {n} images have no dense caption, e.g. {missing[:3]}"
+            )
+        return [str(table[k]) for k in keys]
+    if len(records) != n:
+        raise ValueError(
+            f"{path} is positional (line j = j-th image) but has {len(records)} lines for {n} images"
+        )
+    for i, rec in enumerate(records):
+        if "text" not in rec:
+            raise ValueError(f"{path}: line {i + 1} has no 'text' field")
+    models = sorted({str(r.get("model_id")) for r in records if "model_id" in r})
+    if models:
+        logger.info("dense captions %s generated by %s", path.name, ", ".join(models))
+    return [str(r["text"]) for r in records]
+
+
+def _read_captions_tsv(path: Path) -> list[tuple[str, str, str | None]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) not in (2, 3):
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'relative_path<TAB>caption[<TAB>split]', "
+                    f"got {len(fields)} tab-separated fields"
+                )
+            rel, caption = fields[0].strip(), fields[1].strip()
+            if not rel:
+                raise ValueError(f"{path}:{lineno}: empty image path")
+            rows.append((rel, caption, fields[2].strip() if len(fields) == 3 else None))
+    return rows
+
+
+def load_folder(
+    root: str | os.PathLike[str],
+    split: str | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    check_images: bool = True,
+) -> RetrievalSplit:
+    """Load a folder of images described by ``captions.tsv``.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The folder holding ``captions.tsv`` (and optionally ``dense_captions.jsonl``,
+        ``objects.jsonl``).
+    split : str, optional
+        Keep only the lines whose third column equals ``split``. ``None`` keeps every
+        line (the third column is then optional).
+    image_root : str or os.PathLike, optional
+        Folder the relative paths refer to; default ``root/images``.
+    check_images : bool, default=True
+        Raise :class:`FileNotFoundError` if image files are missing.
+
+    Returns
+    -------
+    RetrievalSplit
+        Images in order of first appearance; ``image_keys`` are the relative paths.
+        ``dense_captions`` / ``objects`` are filled when their files exist.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``captions.tsv`` or image files are missing.
+    ValueError
+        On malformed lines, an unknown split, or a split column missing while
+        ``split`` is given.
+    """
+    root = Path(root)
+    tsv = root / CAPTIONS_FILE
+    if not tsv.is_file():
+        raise FileNotFoundError(f"captions file not found: {tsv}")
+    rows = _read_captions_tsv(tsv)
+    if split is not None:
+        unsplit = sum(r[2] is None for r in rows)
+        if unsplit:
+            raise ValueError(
+                f"{tsv}: split={split!r} requested but {unsplit} lines have no split column"
+            )
+        present = sorted({r[2] for r in rows})
+        rows = [r for r in rows if r[2] == split]
+        if not rows:
+            raise ValueError(f"{tsv}: no line of split {split!r}; splits present: {present}")
+    if not rows:
+        raise ValueError(f"{tsv} holds no caption")
+
+    image_root = Path(image_root) if image_root is not None else root / IMAGES_DIR
+    index: dict[str, int] = {}
+    captions, ids = [], []
+    for rel, caption, _ in rows:
+        if Path(rel).is_absolute():
+            raise ValueError(f"{tsv}: image paths must be relative to {image_root}, got {rel!r}")
+        captions.append(caption)
+        ids.append(index.setdefault(rel, len(index)))
+    keys = list(index)
+    paths = [str((image_root / k).resolve()) for k in keys]
+    if check_images:
+        check_images_exist(paths, str(tsv))
+
+    dense = objects = None
+    if (root / DENSE_FILE).is_file():
+        dense = load_dense_captions(root / DENSE_FILE, keys)
+    if (root / OBJECTS_FILE).is_file():
+        table = _keyed(read_jsonl(root / OBJECTS_FILE), "objects", root / OBJECTS_FILE)
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise ValueError(f"{root / OBJECTS_FILE}: no record for {len(missing)} images, e.g. {missing[:3]}")
+        objects = [table[k] for k in keys]
+    logger.info("folder %s split %s: %d images, %d captions", root, split, len(keys), len(captions))
+    return RetrievalSplit(
+        name=split if split is not None else "all",
+        image_paths=paths,
+        image_keys=keys,
+        captions=captions,
+        text_image_ids=np.asarray(ids, dtype=np.int64),
+        dense_captions=dense,
+        objects=objects,
+    )
+
+
+def _check_field(value: str, what: str) -> str:
+    value = str(value)
+    if "\t" in value or "\n" in value or "\r" in value:
+        raise ValueError(f"{what} must not contain tabs or newlines: {value!r}")
+    return value
+
+
+def write_folder(
+    root: str | os.PathLike[str],
+    captions: Iterable[tuple[str, str] | tuple[str, str, str | None]],
+    dense_captions: Mapping[str, str] | None = None,
+    objects: Mapping[str, list] | None = None,
+) -> Path:
+    """Write the text files of the folder format; the images are written by the caller.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Output folder (created). Images belong under ``root/images``.
+    captions : iterable of (relative_path, caption) or (relative_path, caption, split)
+        One entry per caption, written in the given order (which fixes the image order
+        on loading).
+    dense_captions : mapping of str to str, optional
+        Dense caption per relative path, written as keyed ``dense_captions.jsonl``.
+    objects : mapping of str to list, optional
+        Object records per relative path, written as ``objects.jsonl``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for row in captions:
+        if len(row) not in (2, 3):
+            raise ValueError(f"caption rows must be (path, caption[, split]), got {row!r}")
+        fields = [_check_field(row[0], "image path"), _check_field(row[1], "caption")]
+        if len(row) == 3 and row[2] is not None:
+            fields.append(_check_field(row[2], "split"))
+        lines.append("\t".join(fields) + "\n")
+    with open(root / CAPTIONS_FILE, "w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(lines)
+    for name, table, field in ((DENSE_FILE, dense_captions, "text"), (OBJECTS_FILE, objects, "objects")):
+        if table is None:
+            continue
+        with open(root / name, "w", encoding="utf-8", newline="\n") as fh:
+            for key, value in table.items():
+                fh.write(json.dumps({"image": str(key), field: value}, ensure_ascii=False) + "\n")
+    return root
