@@ -230,7 +230,9 @@ def load_folder(
         captions.append(caption)
         ids.append(index.setdefault(rel, len(index)))
     keys = list(index)
-    paths = [str((image_root / k).resolve()) for k in keys]
+    # Resolving the root once is enough and avoids a realpath call per image on big sets.
+    base = image_root.resolve()
+    paths = [str(base / k) for k in keys]
     if check_images:
         check_images_exist(paths, str(tsv))
 

@@ -6,6 +6,11 @@ The Karpathy JSON holds an ``images`` list; each entry has ``filename``, ``filep
 ``test``), ``sentences`` (each with ``raw``), ``imgid`` (the position in the list) and,
 for COCO, ``cocoid``. The ``train`` split of the retrieval literature is ``train`` plus
 ``restval`` (COCO: 82,783 + 30,504 = 113,287 images).
+
+References
+----------
+.. [1] Karpathy, A. and Fei-Fei, L. "Deep Visual-Semantic Alignments for Generating Image
+   Descriptions." CVPR 2015.
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ def _resolve_image(image_root: Path, entry: dict) -> str:
     # COCO users often keep train2014/ and val2014/ files in one folder; accept that too.
     if not path.is_file() and entry.get("filepath") and (image_root / entry["filename"]).is_file():
         path = image_root / entry["filename"]
-    return str(path.resolve())
+    return str(path)
 
 
 def load_karpathy(
@@ -211,7 +216,7 @@ def load_karpathy(
             )
         entries = [by_id[int(v)] for v in order]
 
-    image_root = Path(image_root)
+    image_root = Path(image_root).resolve()
     image_paths, image_keys, captions, ids = [], [], [], []
     for j, e in enumerate(entries):
         raw = [str(s["raw"]).strip() for s in e.get("sentences", [])]
