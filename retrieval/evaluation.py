@@ -198,7 +198,8 @@ def build_index(
     **params
         ``M`` (HNSW degree, 32), ``efConstruction`` (40), ``efSearch`` (128); ``nlist`` (IVF lists,
         about ``4 * sqrt(n)`` capped at ``n // 39`` so that k-means gets >= 39 vectors per list),
-        ``nprobe`` (16), ``max_train_per_list`` (50: training subsample size per list), ``seed`` (0);
+        ``nprobe`` (16), ``max_train_per_list`` (50: training subsample size per list), ``seed`` (0),
+        ``niter`` (k-means iterations of the coarse quantiser; FAISS's default otherwise);
         ``m`` (PQ sub-quantisers, ``d // 8``) and ``nbits`` (8) for ``"ivfpq"``.
 
     Returns
@@ -233,8 +234,8 @@ def build_index(
     known = {
         "flat": set(),
         "hnsw": {"M", "efConstruction", "efSearch"},
-        "ivf": {"nlist", "nprobe", "max_train_per_list", "seed"},
-        "ivfpq": {"nlist", "nprobe", "max_train_per_list", "seed", "m", "nbits"},
+        "ivf": {"nlist", "nprobe", "max_train_per_list", "seed", "niter"},
+        "ivfpq": {"nlist", "nprobe", "max_train_per_list", "seed", "niter", "m", "nbits"},
     }[kind]
     unknown = set(params) - known
     if unknown:
@@ -283,6 +284,8 @@ def build_index(
                     logger.warning("IVF-PQ on %d vectors: nbits lowered to %d.", n, nbits)
                 index = faiss.IndexIVFPQ(quantiser, d, nlist, m, nbits, faiss_metric)
             index.nprobe = min(int(params.get("nprobe", 16)), nlist)
+            if "niter" in params:  # fewer k-means iterations: the IVF build cost at 1M scale
+                index.cp.niter = int(params["niter"])
 
     if gpu:
         index = faiss.index_cpu_to_all_gpus(index)
