@@ -398,7 +398,8 @@ class Trainer:
         (self.output_dir / CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=str))
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train_split, val_split=None, *, resume: bool = True) -> "Trainer":
+    def fit(self, train_split, val_split=None, *, resume: bool = True,
+            stop_after_epoch: int | None = None) -> "Trainer":
         """Train on ``train_split`` (its possibly noisy pairs), select on ``val_split``.
 
         Parameters
@@ -409,6 +410,9 @@ class Trainer:
             split here.
         resume : bool, default=True
             Continue from ``checkpoint_last.pt`` in the output folder when it exists.
+        stop_after_epoch : int, optional
+            Return once this many epochs (in total) are done, keeping the schedule of the
+            full ``config.epochs``: a time-boxed job calls ``fit`` again to continue.
         """
         from tqdm.auto import tqdm
 
@@ -468,7 +472,9 @@ class Trainer:
 
             if val_split is None and context.is_main:
                 logger.warning("no validation split: the last epoch is kept (no selection)")
-            for epoch in range(start_epoch, cfg.epochs):
+            end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs,
+                                                                         stop_after_epoch)
+            for epoch in range(start_epoch, end_epoch):
                 sampler.set_epoch(epoch)
                 # Per-epoch seeding makes a resumed run draw the same augmentations.
                 torch.manual_seed(cfg.seed * 1000 + epoch * 10 + context.rank)
@@ -502,7 +508,7 @@ class Trainer:
                     scheduler.step()
                     for key, value in losses.items():
                         sums[key] = sums.get(key, 0.0) + float(value.detach())
-                    bar.set_postfix(loss=f"{float(loss):.4f}")
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     **{f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()},
