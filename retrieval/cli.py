@@ -178,7 +178,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     _resolve_device(args)
     model = _model_from_args(args)
     backbone = model.backbone
-    weights = args.run or args.pretrained
+    weights = str(args.run) if args.run else args.pretrained
     digest = None
     if weights and Path(weights).is_file():
         digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
