@@ -124,6 +124,10 @@ def _model_from_args(args: argparse.Namespace):
         return load_run(args.run, which=args.which, device=args.device_resolved)
     if not args.model:
         raise SystemExit("give --run RUN_DIR or --model NAME")
+    import torch
+
+    # Random weights (no --pretrained) must be the same model every time the command runs.
+    torch.manual_seed(args.seed)
     return build_method("contrastive", args.model, args.pretrained, device=args.device_resolved)
 
 
@@ -230,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pretrained", help="open_clip tag or local checkpoint file")
         p.add_argument("--device", default="auto")
         p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--seed", type=int, default=0,
+                       help="seed of the random initialisation when --pretrained is not given")
         p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("train", help="fine-tune a method")

@@ -407,7 +407,7 @@ class Trainer:
         train_split : RetrievalSplit
         val_split : RetrievalSplit, optional
             Without it the last epoch is kept (and a warning says so). Never pass the test
-            split here.
+            split here. With it, the method ends holding the weights of the best epoch.
         resume : bool, default=True
             Continue from ``checkpoint_last.pt`` in the output folder when it exists.
         stop_after_epoch : int, optional
@@ -536,6 +536,10 @@ class Trainer:
                         f"{k}={v:.4g}" for k, v in record.items()
                         if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
                 context.barrier()
+            best_path = self.output_dir / BEST_WEIGHTS
+            if val_split is not None and best_path.is_file():
+                # Leave the method as selected on validation, as load_run(...) would rebuild it.
+                load_method_state(method, load_checkpoint_file(best_path), source=str(best_path))
             return self
         finally:
             context.close()
