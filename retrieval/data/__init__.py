@@ -18,6 +18,7 @@ from .features import FeatureSplit, load_features, save_features
 from .folder import load_dense_captions, load_folder, write_folder
 from .karpathy import load_caption_file, load_karpathy, read_id_file
 from .noise import add_noise, load_noise_file, noisy_fraction, save_noise_file, shuffle_captions
+from .shipped import canonical_ids_file, shipped_data_dir, shipped_file
 from .synthetic import describe_objects, make_synthetic, swap_caption
 
 _TORCH_NAMES = ("PairDataset", "ImageDataset", "TextDataset")
@@ -42,6 +43,9 @@ __all__ = [
     "noisy_fraction",
     "add_noise",
     "save_noise_file",
+    "shipped_data_dir",
+    "shipped_file",
+    "canonical_ids_file",
     *_TORCH_NAMES,
 ]
 

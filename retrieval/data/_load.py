@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,6 +10,9 @@ from ._split import RetrievalSplit
 from .features import MANIFEST_FILE, FeatureSplit, load_features
 from .folder import CAPTIONS_FILE, load_folder
 from .karpathy import load_karpathy
+from .shipped import canonical_ids_file
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["load_split"]
 
@@ -19,6 +23,7 @@ def load_split(
     format: str | None = None,
     image_root: str | os.PathLike[str] | None = None,
     json_name: str | None = None,
+    ids_file: str | os.PathLike[str] | None = "auto",
 ) -> RetrievalSplit | FeatureSplit:
     """Load one split from a folder, recognising its format.
 
@@ -40,6 +45,11 @@ def load_split(
         format (default: ``root/images``).
     json_name : str, optional
         Which JSON file of ``root`` to read when several ``dataset_*.json`` exist.
+    ids_file : path, "auto" or None, default="auto"
+        Karpathy format only: an id file giving the image order. ``"auto"`` uses the shipped
+        canonical order for ``dataset_flickr30k.json`` / ``dataset_coco.json`` (test: the
+        evaluation order of spec 2.1; train: the order the published noise files index,
+        spec 3) and the JSON order otherwise; None always keeps the JSON order.
 
     Returns
     -------
@@ -59,7 +69,8 @@ def load_split(
     if root.is_file():
         if root.suffix != ".json":
             raise ValueError(f"{root}: a file must be a Karpathy JSON; pass its folder for other formats")
-        return load_karpathy(root, image_root if image_root is not None else root.parent, split=split)
+        return _load_karpathy_ordered(root, image_root if image_root is not None else root.parent,
+                                      split, ids_file)
     if format not in (None, "features", "folder", "karpathy"):
         raise ValueError(f"unknown format {format!r}; expected 'features', 'folder' or 'karpathy'")
     if format == "features" or (format is None and (root / MANIFEST_FILE).is_file()):
@@ -83,4 +94,24 @@ def load_split(
                 f"dataset_*.json); found: {shown or 'nothing'}"
             )
         json_path = candidates[0]
-    return load_karpathy(json_path, image_root if image_root is not None else root, split=split)
+    return _load_karpathy_ordered(json_path, image_root if image_root is not None else root,
+                                  split, ids_file)
+
+
+def _load_karpathy_ordered(json_path: Path, image_root, split: str, ids_file) -> RetrievalSplit:
+    if ids_file is None or not (isinstance(ids_file, str) and ids_file == "auto"):
+        return load_karpathy(json_path, image_root, split=split, ids_file=ids_file)
+    found = canonical_ids_file(json_path.name, split)
+    if found is None:
+        return load_karpathy(json_path, image_root, split=split)
+    try:
+        loaded = load_karpathy(json_path, image_root, split=split, ids_file=found)
+    except ValueError as exc:
+        # A file named like the public one but holding other images (a subset, a miniature):
+        # its own order is the only one that exists.
+        logger.warning("%s: the %s images do not match the shipped canonical order %s (%s); "
+                       "keeping the JSON order", json_path.name, split, found.name, exc)
+        return load_karpathy(json_path, image_root, split=split)
+    logger.info("ordered the %s images of %s by the shipped %s", split, json_path.name,
+                found.name)
+    return loaded
