@@ -83,6 +83,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from retrieval.training import TrainConfig, Trainer, build_method
 
     train_split = _load(args, "train")
+    if not hasattr(train_split, "image_paths"):
+        raise SystemExit(f"{args.data_root} holds precomputed features; method "
+                         f"{args.method!r} fine-tunes the CLIP towers and needs the images "
+                         "(features serve evaluation only)")
+    if args.dense_captions:
+        train_split = train_split.with_dense_captions(args.dense_captions)
     if args.noise_file:
         noisy = load_noise_file(args.noise_file, train_split.n_images, level=args.noise_level)
         train_split = train_split.with_noise(noisy)
@@ -174,31 +180,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    import open_clip
-
-    from retrieval.data import save_features
-    from retrieval.training import encode_split
+    from retrieval.training import encode_to_features
 
     _resolve_device(args)
     model = _model_from_args(args)
-    backbone = model.backbone
     weights = str(args.run) if args.run else args.pretrained
-    digest = None
+    extra = {"weights": weights or "random", "command": " ".join(sys.argv)}
     if weights and Path(weights).is_file():
-        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        extra["weights_sha256"] = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     for split_name in args.splits.split(","):
         split = _load(args, split_name)
-        images, texts, ids = encode_split(model, split, batch_size=args.batch_size,
-                                          verbose=not args.quiet)
-        manifest = {
-            "model": backbone.name, "weights": weights or "random", "weights_sha256": digest,
-            "method": model.name, "open_clip": open_clip.__version__,
-            "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
-            "w": backbone.vision_width, "context_length": backbone.context_length,
-            "normalisation": "l2", "command": " ".join(sys.argv),
-        }
-        out = save_features(args.output, split_name, images, texts, ids, manifest)
-        print(f"wrote {split_name}: {len(images)} images, {len(texts)} captions -> {out}")
+        out = encode_to_features(model, split, args.output, batch_size=args.batch_size,
+                                 verbose=not args.quiet, extra_manifest=extra)
+        print(f"wrote {split_name}: {split.n_images} images, {split.n_captions} captions -> "
+              f"{out}")
     return 0
 
 
@@ -251,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-new", type=float, default=1e-4, help="learning rate of new modules")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dense-captions", help="dense-caption .jsonl of the training images")
     p.add_argument("--noise-ratio", type=float, default=0.0,
                    help="shuffle this fraction of training captions (spec 3)")
     p.add_argument("--noise-seed", type=int, default=0)

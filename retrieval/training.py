@@ -325,6 +325,35 @@ def encode_split(method, split, *, batch_size: int = 256, verbose: bool = True,
     return images, texts, np.asarray(ids, dtype=np.int64)
 
 
+def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: int = 256,
+                       verbose: bool = True, extra_manifest: dict[str, Any] | None = None):
+    """Encode a split and write it in the precomputed-feature format (spec 4.4).
+
+    Evaluation can then be rerun from ``folder`` without the backbone
+    (``load_features`` + :func:`retrieval.evaluation.retrieval_metrics`, or
+    ``python -m retrieval evaluate --data-root folder``).
+
+    Returns
+    -------
+    Path
+        The split's sub-folder.
+    """
+    import open_clip
+
+    from retrieval.data import save_features
+
+    backbone = method.backbone if hasattr(method, "backbone") else method
+    images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose)
+    manifest = {
+        "model": backbone.name, "weights": backbone.pretrained or "random",
+        "method": getattr(method, "name", "backbone"), "open_clip": open_clip.__version__,
+        "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
+        "w": backbone.vision_width, "context_length": backbone.context_length,
+        "normalisation": "l2", **(extra_manifest or {}),
+    }
+    return save_features(folder, split.name, images, texts, ids, manifest)
+
+
 def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True,
                    max_images: int | None = None, **metric_kwargs) -> dict[str, float]:
     """Retrieval metrics (spec 2.2) of a method or backbone on a split."""

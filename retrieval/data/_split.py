@@ -9,8 +9,9 @@ for analysis only.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -203,6 +204,24 @@ class RetrievalSplit:
             clean_text_image_ids=clean,
         )
 
+    def with_dense_captions(self, source: str | os.PathLike[str] | Sequence[str]) -> RetrievalSplit:
+        """Return a copy with one dense caption per image attached (D2S's teacher input).
+
+        Parameters
+        ----------
+        source : path or sequence of str
+            A dense-caption ``.jsonl`` file in either form accepted by
+            :func:`~retrieval.data.load_dense_captions`, or the captions themselves in image
+            order.
+        """
+        if isinstance(source, (str, os.PathLike)):
+            from .folder import load_dense_captions
+
+            texts = load_dense_captions(source, self)
+        else:
+            texts = list(source)
+        return replace(self, dense_captions=texts)
+
     def subset(self, n_images: int) -> RetrievalSplit:
         """Return the first ``n_images`` images and their captions, reindexed.
 
@@ -255,8 +274,6 @@ def check_images_exist(paths: list[str], where: str) -> None:
     where : str
         What the paths belong to, for the message (e.g. the JSON file).
     """
-    import os
-
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         first = ", ".join(missing[:3])

@@ -34,3 +34,16 @@ def test_karpathy_test_split_follows_the_shipped_order(tmp_path):
     assert split.captions[5].startswith(f"caption 0 of image {ids[1]}")
     kept = load_split(tmp_path, "test", ids_file=None)
     assert [k for k in kept.image_keys] == [im["filename"] for im in images[:-1]]
+
+
+def test_dense_captions_attach_from_a_file(tmp_path):
+    from retrieval.data import make_synthetic
+
+    root = make_synthetic(tmp_path / "syn", n_images=20, seed=1)
+    split = load_split(root, "train")
+    stripped = split.with_dense_captions([""] * split.n_images)
+    attached = stripped.with_dense_captions(root / "dense_captions.jsonl")
+    assert attached.dense_captions == split.dense_captions and attached is not stripped
+    published = load_split(root, "test").subset(2)
+    with __import__("pytest").raises(ValueError):
+        published.with_dense_captions(shipped_file("f30k/f30k_test.jsonl"))  # 1000 lines, 2 images
