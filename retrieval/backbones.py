@@ -75,6 +75,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
+    if path.suffix != ".safetensors" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any(name.endswith("constants.pkl") or "/code/" in name for name in names):
+            raise CheckpointError(
+                f"{path} is a TorchScript archive (as OpenAI distributes its CLIP weights), not a "
+                "state dict; convert it once with open_clip.load_openai_model(path, jit=False) "
+                "and save model.state_dict(), or use the 'openai' tag online, with a "
+                "'-quickgelu' config")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -388,6 +397,7 @@ def create_backbone(
 # Freezing
 # --------------------------------------------------------------------------------------------
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """Set ``requires_grad`` of every parameter of ``module``."""
     for parameter in module.parameters():
         parameter.requires_grad_(flag)
 
@@ -452,6 +462,7 @@ def freeze_all_but(module: nn.Module, trainable: Iterable[str]) -> list[str]:
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (only the trainable ones if asked)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 

@@ -60,20 +60,31 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace, split: str):
+def _load(args: argparse.Namespace, split: str, **kwargs):
     from retrieval.data import load_split
 
     return load_split(args.data_root, split=split, format=args.format,
-                      image_root=getattr(args, "image_root", None))
+                      image_root=getattr(args, "image_root", None), **kwargs)
 
 
-def _has_split(args: argparse.Namespace, split: str) -> bool:
+# Messages of the loaders for a split that simply is not there (as opposed to a broken one).
+_ABSENT_SPLIT = ("no line of split", "no image in split", "not found")
+
+
+def _load_optional(args: argparse.Namespace, split: str):
+    """The split, or None when the data has no such split (a broken split is an error)."""
     try:
-        _load(args, split)
-    except (ValueError, KeyError) as exc:
-        logger.info("no %s split: %s", split, exc)
-        return False
-    return True
+        return _load(args, split)
+    except (ValueError, FileNotFoundError) as exc:
+        if any(marker in str(exc) for marker in _ABSENT_SPLIT):
+            logger.warning("no %s split in %s: %s", split, args.data_root, exc)
+            return None
+        raise
+
+
+def _is_coco(args: argparse.Namespace) -> bool:
+    root = Path(args.data_root)
+    return (root / "dataset_coco.json").is_file() or root.name == "dataset_coco.json"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -82,7 +93,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from retrieval.data import load_noise_file, shuffle_captions
     from retrieval.training import TrainConfig, Trainer, build_method
 
-    train_split = _load(args, "train")
+    if args.noise_file and args.noise_ratio:
+        raise SystemExit("give --noise-file or --noise-ratio, not both")
+    # A published noise file indexes the canonical ("precomp") training order: refuse to apply
+    # it to images in another order.
+    train_split = _load(args, "train", **({"ids_file": "strict"} if args.noise_file else {}))
     if not hasattr(train_split, "image_paths"):
         raise SystemExit(f"{args.data_root} holds precomputed features; method "
                          f"{args.method!r} fine-tunes the CLIP towers and needs the images "
@@ -100,12 +115,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         fraction = float(np.mean(train_split.text_image_ids != train_split.clean_text_image_ids))
         logger.info("noisy correspondence: %.4f of the training captions point at another "
                     "image", fraction)
-    val_split = _load(args, "val") if _has_split(args, "val") else None
+    val_split = _load_optional(args, "val")
+    if val_split is None:
+        logger.warning("training without a validation split: the last epoch is kept")
+    val_max = args.val_max_images if args.val_max_images is not None else (
+        1000 if _is_coco(args) else None)
     method_config = json.loads(args.method_config) if args.method_config else {}
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr_backbone=args.lr,
         lr_new=args.lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         amp=args.amp, augment=not args.no_augment, num_workers=args.workers,
+        val_max_images=val_max, grad_checkpointing=args.grad_checkpointing,
         verbose=not args.quiet)
     import torch
 
@@ -162,6 +182,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         model = _model_from_args(args)
         split = _load(args, args.split)
+        if not model.is_single_vector:
+            from retrieval.training import evaluate_split
+
+            # Multi-vector scores are not dot products of pooled vectors: the method scores.
+            metrics = evaluate_split(model, split, batch_size=args.batch_size,
+                                     verbose=not args.quiet)
+            return _report(args, metrics, f"run {args.run} on {args.split}")
         images, texts, ids = encode_split(model, split, batch_size=args.batch_size,
                                           verbose=not args.quiet)
         title = (f"run {args.run}" if args.run else f"{args.model} zero-shot "
@@ -172,6 +199,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         title += " (1K folds, mean)"
     else:
         metrics = retrieval_metrics(images, texts, ids)
+    return _report(args, metrics, title)
+
+
+def _report(args: argparse.Namespace, metrics: dict, title: str) -> int:
     print(format_metrics(metrics, title))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -179,15 +210,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     from retrieval.training import encode_to_features
 
     _resolve_device(args)
     model = _model_from_args(args)
-    weights = str(args.run) if args.run else args.pretrained
-    extra = {"weights": weights or "random", "command": " ".join(sys.argv)}
-    if weights and Path(weights).is_file():
-        extra["weights_sha256"] = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    weights_file = Path(model.backbone.pretrained) if model.backbone.pretrained else None
+    extra = {"weights": str(weights_file) if weights_file else "random",
+             "command": " ".join(sys.argv)}
+    if weights_file is not None and weights_file.is_file():
+        extra["weights_sha256"] = _sha256(weights_file)
     for split_name in args.splits.split(","):
         split = _load(args, split_name)
         out = encode_to_features(model, split, args.output, batch_size=args.batch_size,
@@ -256,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--val-max-images", type=int, default=None,
+                   help="validate on the first N images (default: 1000 for COCO, all otherwise)")
+    p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--restart", action="store_true",
                    help="ignore an existing checkpoint in the run folder")
     p.add_argument("--quiet", action="store_true")

@@ -7,10 +7,13 @@ save/resume, selection on the validation split only, seeding, logging and tqdm p
 
 Distributed data parallel runs through ``torchrun`` (``nccl`` on GPU, ``gloo`` on CPU). Each
 process encodes its share of the global batch; the method gathers the embeddings of all
-processes (the local slice keeps its gradient) and computes the loss of the **global** batch,
-so the negatives are global (spec 6). Every process then holds the gradient of that loss with
-respect to its own slice only; summing the gradients over processes gives exactly the gradient
-of one process on the whole batch.
+processes with a differentiable all-gather and computes the loss of the **global** batch, so
+the negatives are global (spec 6). Every process computes the same loss; the backward pass of
+the all-gather sums, into each local slice, the gradients of all processes' copies of that loss
+(``world_size`` times the single-process gradient), and parameters used outside the gather
+(CLIP's temperature, a method's extra terms) hold the single-process gradient on every rank.
+Averaging all gradients over the processes therefore gives exactly the gradient of one process
+on the whole batch, for every parameter.
 
 A run folder holds ``config.json`` (model, method and training settings), ``checkpoint_last.pt``
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
@@ -53,6 +56,8 @@ CONFIG_FILE = "config.json"
 LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_WEIGHTS = "model_best.pt"
 HISTORY_FILE = "history.json"
+# Settings a resumed run may change without changing what is trained.
+_RESUME_MAY_CHANGE = {"epochs", "verbose", "num_workers", "eval_batch_size", "device", "extra"}
 
 
 @dataclass
@@ -86,9 +91,13 @@ class TrainConfig:
     augment : bool, default=True
         Use the backbone's training transform (random resized crop) instead of the
         evaluation transform for training images.
+    grad_checkpointing : bool, default=False
+        Recompute the towers' activations in the backward pass (less memory, more time) for
+        big backbones.
     eval_batch_size : int, default=256
-    val_max_images : int or None, default=1000
-        Validation uses the first images of the validation split (COCO: 1,000, spec 2.5).
+    val_max_images : int or None, default=None
+        Validate on the first images of the validation split only (COCO: 1,000, spec 2.5;
+        Flickr30K uses all 1,014, the default).
     verbose : bool, default=True
         Progress bars.
     """
@@ -105,8 +114,9 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     augment: bool = True
+    grad_checkpointing: bool = False
     eval_batch_size: int = 256
-    val_max_images: int | None = 1000
+    val_max_images: int | None = None
     verbose: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -186,25 +196,36 @@ def init_distributed(device: str = "auto") -> DistributedContext:
 
 
 def make_gather(context: DistributedContext):
-    """Concatenate a tensor over processes, keeping the gradient of the local slice."""
+    """Concatenate a tensor over processes (rank order), differentiably.
+
+    Integer tensors (image ids) are gathered without gradient. In a single process this is
+    the identity.
+    """
     if not context.distributed:
         return lambda tensor: tensor
+    from torch.distributed.nn.functional import all_gather as differentiable_all_gather
 
     def gather(tensor: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(tensor) for _ in range(context.world_size)]
-        dist.all_gather(parts, tensor.detach().contiguous())
-        parts[context.rank] = tensor
-        return torch.cat(parts)
+        tensor = tensor.contiguous()
+        if not tensor.is_floating_point():
+            parts = [torch.empty_like(tensor) for _ in range(context.world_size)]
+            dist.all_gather(parts, tensor)
+            return torch.cat(parts)
+        return torch.cat(differentiable_all_gather(tensor))
 
     return gather
 
 
-def _sum_gradients(module: torch.nn.Module, context: DistributedContext) -> None:
+def _average_gradients(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Average gradients over processes (see the module docstring for why averaging is exact)."""
     if not context.distributed:
         return
     for parameter in module.parameters():
-        if parameter.grad is not None:
+        if parameter.requires_grad:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
             dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+            parameter.grad.div_(context.world_size)
 
 
 def _broadcast_parameters(module: torch.nn.Module, context: DistributedContext) -> None:
@@ -269,6 +290,7 @@ def load_method_state(method: RetrievalMethod, state: dict[str, torch.Tensor],
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a run folder (FileNotFoundError / CheckpointError if unusable)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a training run folder")
@@ -292,17 +314,26 @@ def load_run(run_dir: str | os.PathLike, *, which: str = "best",
         ``model_best.pt`` (selected on validation) or the last checkpoint.
     """
     config = read_run_config(run_dir)
+    missing = [key for key in ("method", "model") if key not in config]
+    if missing:
+        raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} lacks {missing}")
     method = build_method(config["method"], config["model"], None,
                           method_config=config.get("method_config"), device="cpu")
-    if which == "best" and (Path(run_dir) / BEST_WEIGHTS).is_file():
-        path = Path(run_dir) / BEST_WEIGHTS
+    best = Path(run_dir) / BEST_WEIGHTS
+    if which == "best" and best.is_file():
+        path = best
         state = load_checkpoint_file(path)
     else:
+        if which == "best":
+            logger.warning("%s has no %s: using the last epoch, not a validation-selected one",
+                           run_dir, BEST_WEIGHTS)
         path = Path(run_dir) / LAST_CHECKPOINT
         state = load_checkpoint_file(path).get("method")
         if state is None:
             raise CheckpointError(f"{path} holds no method weights")
     load_method_state(method, state, source=str(path))
+    # Features encoded from this model must name where its weights came from.
+    method.backbone.pretrained = str(path)
     return method.to(device)
 
 
@@ -413,9 +444,9 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         return torch.autocast(device_type="cuda", dtype=dtype), scaler
 
-    def _write_config(self) -> None:
+    def _config_payload(self) -> dict[str, Any]:
         backbone: ClipBackbone = self.method.backbone
-        payload = {
+        return {
             "method": self.method.name,
             "method_config": self.method.get_config(),
             "model": backbone.name,
@@ -424,7 +455,44 @@ class Trainer:
             "run": self.run_info,
             "torch": torch.__version__,
         }
-        (self.output_dir / CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=str))
+
+    def _write_config(self) -> None:
+        text = json.dumps(self._config_payload(), indent=2, default=str)
+        (self.output_dir / CONFIG_FILE).write_text(text)
+
+    def _check_resumable(self) -> None:
+        """Refuse to continue a run folder written with other settings (it stays intact)."""
+        stored = read_run_config(self.output_dir)
+        current = json.loads(json.dumps(self._config_payload(), default=str))
+        different = [key for key in ("method", "method_config", "model")
+                     if stored.get(key) != current.get(key)]
+        for key, value in current["train"].items():
+            if key not in _RESUME_MAY_CHANGE and stored.get("train", {}).get(key) != value:
+                different.append(f"train.{key}")
+        for key in ("data_root", "noise_ratio", "noise_file", "noise_seed"):
+            if key in current["run"] and stored.get("run", {}).get(key) != current["run"][key]:
+                different.append(f"run.{key}")
+        if different:
+            raise ValueError(
+                f"{self.output_dir} holds a run with other settings ({', '.join(different)}); "
+                "resume it with the same settings, use another output folder, or restart it "
+                "(resume=False, --restart)")
+
+    def _clear_run_folder(self) -> None:
+        for name in (LAST_CHECKPOINT, BEST_WEIGHTS, HISTORY_FILE):
+            (self.output_dir / name).unlink(missing_ok=True)
+
+    @staticmethod
+    def _check_splits(train_split, val_split) -> None:
+        if val_split is None:
+            return
+        if getattr(val_split, "name", "") == "test":
+            raise ValueError("the validation split is the test split: model selection must "
+                             "never look at test (spec 2.5)")
+        shared = set(train_split.image_paths) & set(val_split.image_paths)
+        if shared:
+            raise ValueError(f"{len(shared)} images are both in the training and the validation "
+                             f"split (e.g. {sorted(shared)[:2]})")
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_split, val_split=None, *, resume: bool = True,
@@ -453,10 +521,20 @@ class Trainer:
             device = context.device
             seed_everything(cfg.seed + context.rank)
             method = self.method.to(device)
+            self._check_splits(train_split, val_split)
+            last_path = self.output_dir / LAST_CHECKPOINT
+            resuming = resume and last_path.is_file()
             if context.is_main:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
+                if resuming:
+                    self._check_resumable()
+                else:
+                    self._clear_run_folder()
                 self._write_config()
+            context.barrier()
             backbone = method.backbone
+            if cfg.grad_checkpointing:
+                backbone.model.set_grad_checkpointing(True)
             transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
             dataset = PairDataset(train_split, transform, backbone.tokenizer)
             if cfg.batch_size % context.world_size:
@@ -484,9 +562,13 @@ class Trainer:
             gather = make_gather(context)
 
             start_epoch = 0
-            last_path = self.output_dir / LAST_CHECKPOINT
-            if resume and last_path.is_file():
+            if resuming:
                 state = load_checkpoint_file(last_path)
+                missing = [k for k in ("method", "optimizer", "scheduler", "epoch", "history",
+                                       "best_rsum", "best_epoch") if k not in state]
+                if missing:
+                    raise CheckpointError(f"{last_path} lacks {missing}: not a checkpoint of "
+                                          "this trainer; restart the run (resume=False)")
                 load_method_state(method, state["method"], source=str(last_path))
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
@@ -506,7 +588,8 @@ class Trainer:
             for epoch in range(start_epoch, end_epoch):
                 sampler.set_epoch(epoch)
                 # Per-epoch seeding makes a resumed run draw the same augmentations.
-                torch.manual_seed(cfg.seed * 1000 + epoch * 10 + context.rank)
+                torch.manual_seed(int(np.random.SeedSequence(
+                    [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
                 method.train()
                 method.on_epoch_start(epoch)
                 sums: dict[str, float] = {}
@@ -523,12 +606,13 @@ class Trainer:
                                                  f"{epoch}; lower the learning rate")
                     optimizer.zero_grad(set_to_none=True)
                     (scaler.scale(loss) if scaler is not None else loss).backward()
-                    _sum_gradients(method, context)
+                    _average_gradients(method, context)
                     if scaler is not None:
                         scaler.unscale_(optimizer)
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(
-                            [p for p in method.parameters() if p.requires_grad], cfg.grad_clip)
+                    trainable = [p for p in method.parameters() if p.requires_grad]
+                    grad_norm = torch.nn.utils.clip_grad_norm_(
+                        trainable, cfg.grad_clip if cfg.grad_clip else float("inf"))
+                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
                     if scaler is not None:
                         scaler.step(optimizer)
                         scaler.update()
@@ -542,7 +626,8 @@ class Trainer:
                     "epoch": epoch,
                     **{f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()},
                     "train_time_s": time.perf_counter() - started,
-                    "lr_backbone": optimizer.param_groups[0]["lr"],
+                    **{f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups
+                       if not group["name"].endswith("_no_decay")},
                 }
                 if context.is_main:
                     if val_split is not None:

@@ -45,11 +45,12 @@ def load_split(
         format (default: ``root/images``).
     json_name : str, optional
         Which JSON file of ``root`` to read when several ``dataset_*.json`` exist.
-    ids_file : path, "auto" or None, default="auto"
+    ids_file : path, "auto", "strict" or None, default="auto"
         Karpathy format only: an id file giving the image order. ``"auto"`` uses the shipped
         canonical order for ``dataset_flickr30k.json`` / ``dataset_coco.json`` (test: the
         evaluation order of spec 2.1; train: the order the published noise files index,
-        spec 3) and the JSON order otherwise; None always keeps the JSON order.
+        spec 3) and the JSON order otherwise; ``"strict"`` requires the shipped order (an
+        error when the images do not match it); None always keeps the JSON order.
 
     Returns
     -------
@@ -99,9 +100,14 @@ def load_split(
 
 
 def _load_karpathy_ordered(json_path: Path, image_root, split: str, ids_file) -> RetrievalSplit:
-    if ids_file is None or not (isinstance(ids_file, str) and ids_file == "auto"):
+    if ids_file is None or not (isinstance(ids_file, str) and ids_file in ("auto", "strict")):
         return load_karpathy(json_path, image_root, split=split, ids_file=ids_file)
     found = canonical_ids_file(json_path.name, split)
+    if ids_file == "strict":
+        if found is None:
+            raise ValueError(f"{json_path.name}: no shipped canonical order for split {split!r} "
+                             "(needed to apply a published noise file)")
+        return load_karpathy(json_path, image_root, split=split, ids_file=found)
     if found is None:
         return load_karpathy(json_path, image_root, split=split)
     try:

@@ -2,9 +2,8 @@
 
 The miniature Karpathy files wrap real photos shipped inside installed wheels (sklearn's
 ``china.jpg`` / ``flower.jpg``, matplotlib's ``grace_hopper.jpg``); their captions are
-written by these tests and say so. The shipped caption/id/noise files are read in place
-from ``shared/data/retrieval`` next to the repository, and the tests needing them are
-skipped when it is absent.
+written by these tests and say so. The caption/id/noise files the project ships
+(``datasets/retrieval``) are read in place.
 """
 
 from __future__ import annotations
@@ -41,10 +40,12 @@ from retrieval.data import (
 )
 from retrieval.data.synthetic import COLOURS, SHAPES
 
-SHARED = Path(__file__).parents[3] / "shared" / "data" / "retrieval"
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"shipped retrieval data not found at {SHARED}"
-)
+SHARED = Path(__file__).parents[2] / "datasets" / "retrieval"
+
+
+def needs_shared(test):
+    """The shipped files are part of the repository: their absence is a failure, not a skip."""
+    return test
 
 
 # ---------------------------------------------------------------------------------------

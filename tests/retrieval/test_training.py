@@ -102,6 +102,42 @@ def test_run_folder_round_trip_and_errors(synthetic, tmp_path):
         load_run(tmp_path / "nowhere")
 
 
+def test_resume_with_other_settings_is_refused_and_leaves_the_run_intact(synthetic, tmp_path):
+    run = tmp_path / "run"
+    train(synthetic, run, epochs=2, stop_after_epoch=1)
+    before = (run / CONFIG_FILE).read_text()
+    with pytest.raises(ValueError, match="train.lr_backbone"):
+        train(synthetic, run, epochs=2, lr_backbone=1e-3)
+    assert (run / CONFIG_FILE).read_text() == before
+    # Restarting is explicit and clears the old checkpoints.
+    torch.manual_seed(0)
+    trainer = Trainer(build_method("contrastive", MODEL), small_config(epochs=1, lr_backbone=1e-3),
+                      run)
+    trainer.fit(load_split(synthetic, "train"), load_split(synthetic, "val"), resume=False)
+    assert len(trainer.history_) == 1
+    assert json.loads((run / CONFIG_FILE).read_text())["train"]["lr_backbone"] == 1e-3
+
+
+def test_corrupt_last_checkpoint_on_resume(synthetic, tmp_path):
+    run = tmp_path / "run"
+    train(synthetic, run, epochs=2, stop_after_epoch=1)
+    torch.save({"method": {}}, run / LAST_CHECKPOINT)
+    with pytest.raises(CheckpointError, match="lacks"):
+        train(synthetic, run, epochs=2)
+    (run / LAST_CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        train(synthetic, run, epochs=2)
+
+
+def test_selection_never_sees_test(synthetic, tmp_path):
+    trainer = Trainer(build_method("contrastive", MODEL), small_config(), tmp_path)
+    with pytest.raises(ValueError, match="test split"):
+        trainer.fit(load_split(synthetic, "train"), load_split(synthetic, "test"))
+    train_split = load_split(synthetic, "train")
+    with pytest.raises(ValueError, match="both in the training and the validation"):
+        trainer.fit(train_split, train_split.subset(10))
+
+
 def test_bad_settings_are_refused(synthetic, tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=1)
@@ -119,7 +155,7 @@ root, out = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
 method = build_method("contrastive", "tiny-vit")
 config = TrainConfig(epochs=1, batch_size=32, lr_backbone=1e-3, augment=False, verbose=False,
-                     warmup_fraction=0.0, grad_clip=None)
+                     warmup_fraction=0.0, grad_clip=2.0)
 trainer = Trainer(method, config, out)
 trainer.fit(load_split(root, "train").subset(80), None)
 """
@@ -142,8 +178,11 @@ def test_ddp_two_gloo_processes_match_one_process(synthetic, tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "history.json").read_text())["history"][0]
     two = json.loads((tmp_path / "two" / "history.json").read_text())["history"][0]
-    # The same global batches: the same loss, and the same weights after the updates.
+    # The same global batches: the same loss, the same gradient (its norm before clipping
+    # covers every parameter, CLIP's temperature included) and the same weights after the
+    # updates.
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+    assert two["train_grad_norm"] == pytest.approx(one["train_grad_norm"], rel=1e-4)
     a = torch.load(tmp_path / "one" / LAST_CHECKPOINT, weights_only=True)["method"]
     b = torch.load(tmp_path / "two" / LAST_CHECKPOINT, weights_only=True)["method"]
     diffs = torch.cat([(a[k].float() - b[k].float()).abs().flatten() for k in a])
