@@ -52,6 +52,7 @@ def format_metrics(metrics: dict, title: str = "") -> str:
 # Subcommands
 # --------------------------------------------------------------------------------------------
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    """``make-synthetic``: write the synthetic set in the folder format."""
     from retrieval.data import make_synthetic
 
     path = make_synthetic(args.output, n_images=args.n_images, seed=args.seed,
@@ -88,6 +89,7 @@ def _is_coco(args: argparse.Namespace) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``train``: fine-tune a method; noise, validation selection, run folder."""
     import numpy as np
 
     from retrieval.data import load_noise_file, shuffle_captions
@@ -167,6 +169,7 @@ def _resolve_device(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: metrics of a run, a zero-shot backbone or precomputed features."""
     from retrieval.evaluation import fold_metrics, retrieval_metrics
 
     _resolve_device(args)
@@ -219,6 +222,7 @@ def _sha256(path: Path) -> str:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    """``encode``: write precomputed features of the given splits."""
     from retrieval.training import encode_to_features
 
     _resolve_device(args)
@@ -241,6 +245,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 # Parser
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``python -m retrieval``."""
     from retrieval.methods import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.split(
@@ -323,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m retrieval`` and ``mvlp-retrieval``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),

@@ -75,7 +75,23 @@ def hinge_triplet(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids:
 
     ``L = sum_p agg_{q: M_pq = 0} [margin - s_pp + s_pq]_+ + agg_{q: M_qp = 0}
     [margin - s_pp + s_qp]_+`` with ``agg`` the maximum (``hardest=True``, VSE++) or the sum.
-    ``margin`` may be a tensor ``(B,)`` of per-pair margins (soft margins, spec 0 Hsoft).
+
+    Parameters
+    ----------
+    scores : Tensor ``(B, B)``
+        Similarities; pair ``p`` is the diagonal entry.
+    image_ids : Tensor ``(B,)``
+        Image id of every row (and of every column unless ``text_image_ids`` is given).
+    text_image_ids : Tensor ``(B,)``, optional
+    margin : float or Tensor ``(B,)``, default=0.2
+        One margin, or per-pair margins (soft margins, spec 0 Hsoft).
+    hardest : bool, default=True
+        Hardest negative per anchor (VSE++) instead of the sum over negatives.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss, summed over the batch as in the official codes.
     """
     text_image_ids = image_ids if text_image_ids is None else text_image_ids
     _check(scores, image_ids, text_image_ids)
@@ -103,6 +119,16 @@ def soft_margin_triplet(scores: torch.Tensor, image_ids: torch.Tensor, soft_labe
 
     A pair believed clean (``y = 1``) keeps the full margin; a pair believed noisy (``y = 0``)
     gets none, so it stops pulling its image and caption together (spec 0, Hsoft).
+
+    Parameters
+    ----------
+    scores : Tensor ``(B, B)``
+    image_ids : Tensor ``(B,)``
+    soft_labels : Tensor ``(B,)``
+        Correspondence confidence of every pair, in ``[0, 1]``.
+    text_image_ids : Tensor ``(B,)``, optional
+    margin : float, default=0.2
+        Margin of a fully clean pair.
     """
     soft_labels = torch.as_tensor(soft_labels, dtype=scores.dtype, device=scores.device)
     if soft_labels.shape != (scores.shape[0],):

@@ -57,11 +57,13 @@ class ContrastiveFineTune(RetrievalMethod):
         self.sum_first_epoch = sum_first_epoch
 
     def get_config(self) -> dict[str, Any]:
+        """Hyper-parameters, as passed to ``__init__``."""
         return {"loss": self.loss, "temperature": self.temperature, "margin": self.margin,
                 "sum_first_epoch": self.sum_first_epoch}
 
     def training_step(self, batch: dict[str, torch.Tensor], gather: GatherFn,
                       epoch: int = 0) -> dict[str, torch.Tensor]:
+        """InfoNCE (or triplet) loss of the global batch; see :meth:`RetrievalMethod.training_step`."""
         images = gather(self.encode_images(batch["image"]))
         texts = gather(self.encode_texts(batch["text"]))
         image_ids = gather(batch["image_index"])
