@@ -102,9 +102,9 @@ def test_missing_truncated_and_mismatched_checkpoints(tmp_path, backbone):
 def test_torchscript_archive_gets_a_specific_error(tmp_path):
     import warnings
 
-    scripted = torch.jit.script(torch.nn.Linear(2, 2))
     with warnings.catch_warnings():  # torch deprecates TorchScript; OpenAI's files still are
         warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(torch.nn.Linear(2, 2))
         torch.jit.save(scripted, str(tmp_path / "ViT-B-32-openai.pt"))
     with pytest.raises(CheckpointError, match="TorchScript archive"):
         read_state_dict(tmp_path / "ViT-B-32-openai.pt")
