@@ -56,7 +56,7 @@ def main() -> None:
                   label="validation rSum")
         twin.set_ylabel("validation rSum")
         twin.legend(loc="center right", fontsize=8)
-    ax_curve.legend(loc="upper right", fontsize=8)
+    ax_curve.legend(loc="upper center", fontsize=8)
     ax_curve.set_title("Training (selection on validation rSum)")
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
