@@ -67,6 +67,26 @@ class RetrievalMethod(nn.Module):
         super().__init__()
         self.backbone = backbone
 
+    def train(self, mode: bool = True) -> "RetrievalMethod":
+        """Set training mode, keeping fully frozen towers in eval mode (spec 1.3).
+
+        A tower whose parameters are all frozen is a fixed feature extractor: dropout or
+        normalisation statistics must not change its output while the heads train.
+        """
+        super().train(mode)
+        if mode:
+            model = self.backbone.model
+            towers = {"image": [model.visual]}
+            if hasattr(model, "transformer"):
+                towers["text"] = [model.transformer, model.token_embedding, model.ln_final]
+            elif hasattr(model, "text"):
+                towers["text"] = [model.text]
+            for modules in towers.values():
+                if not any(p.requires_grad for m in modules for p in m.parameters()):
+                    for module in modules:
+                        module.eval()
+        return self
+
     # ------------------------------------------------------------------ configuration
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters as a JSON-serialisable dict (``cls(backbone, **config)``)."""

@@ -137,3 +137,15 @@ def test_encode_texts_batches_and_normalises(backbone):
     emb = encode_texts(backbone, captions, batch_size=3, verbose=False)
     assert emb.shape == (7, 64)
     assert abs(float((emb**2).sum(1).mean()) - 1.0) < 1e-5
+
+
+def test_frozen_towers_stay_in_eval_mode_while_training():
+    from retrieval.methods import ContrastiveFineTune
+
+    method = ContrastiveFineTune(create_backbone("tiny-vit"))
+    freeze_backbone(method.backbone, towers="image")
+    method.train()
+    assert not method.backbone.model.visual.training
+    assert method.backbone.model.transformer.training  # the text tower still trains
+    method.eval()
+    assert not method.backbone.model.transformer.training
