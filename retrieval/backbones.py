@@ -58,17 +58,12 @@ class CheckpointError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Checkpoint reading
 # --------------------------------------------------------------------------------------------
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.pt``/``.pth``/``.bin`` (``torch.load``) or ``.safetensors``.
+def load_tensor_file(path: str | os.PathLike) -> Any:
+    """Read a ``torch.save`` file (``weights_only=True``) or a ``.safetensors`` file.
 
-    The file may hold the state dict itself or a dict with a ``state_dict`` (or ``model``)
-    entry; a ``module.`` prefix left by DataParallel/DDP is stripped. Loading always uses
-    ``weights_only=True``, so a pickle that carries code is refused.
-
-    Raises
-    ------
-    CheckpointError
-        When the file is missing, empty, truncated or holds no tensors.
+    The one place where checkpoints are read: a missing, empty, truncated or corrupt file, a
+    TorchScript archive or a pickle that carries code all become a :class:`CheckpointError`
+    that says which.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,15 +83,28 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            raw: Any = load_file(str(path), device="cpu")
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile,
-            Exception) as exc:  # noqa: BLE001 - every reader error becomes one clear message
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every reader error becomes one clear message
         raise CheckpointError(
             f"could not read checkpoint {path} ({type(exc).__name__}: {exc}); the file is "
-            "truncated, corrupt, or not a tensor checkpoint (weights_only=True refuses "
+            "truncated or corrupt, or not a tensor checkpoint (weights_only=True refuses "
             "pickled code)") from exc
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.pt``/``.pth``/``.bin`` (``torch.load``) or ``.safetensors``.
+
+    The file may hold the state dict itself or a dict with a ``state_dict`` (or ``model``)
+    entry; a ``module.`` prefix left by DataParallel/DDP is stripped. Loading always uses
+    ``weights_only=True``, so a pickle that carries code is refused.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, empty, truncated or holds no tensors.
+    """
+    raw = load_tensor_file(path)
     if isinstance(raw, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in raw and isinstance(raw[key], dict):

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from retrieval.backbones import CheckpointError, ClipBackbone, create_backbone, encode_images, \
-    encode_texts
+    encode_texts, load_tensor_file
 from retrieval.methods.base import RetrievalMethod, get_method
 
 logger = logging.getLogger(__name__)
@@ -264,14 +264,7 @@ def build_method(method: str, model: str, pretrained: str | None = None, *,
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by the trainer with ``weights_only=True`` (clear errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
-        raise CheckpointError(f"could not read checkpoint {path} ({type(exc).__name__}: "
-                              f"{exc}); the file is truncated or corrupt") from exc
+    return load_tensor_file(path)
 
 
 def load_method_state(method: RetrievalMethod, state: dict[str, torch.Tensor],
