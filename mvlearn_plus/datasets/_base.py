@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+
+import numpy as np
 from typing import TYPE_CHECKING
 
 import mvlearn_plus
 
+from ._graphs import GRAPH_DATASETS, GraphDatasetInfo
 from ._mat import load_mat
 from ._registry import SHIPPED, DatasetInfo, normalise_name
 
@@ -34,6 +37,8 @@ _ALIASES: dict[str, str] = {}
 for _info in SHIPPED.values():
     for _alias in (_info.name, Path(_info.filename).stem, *_info.aliases):
         _ALIASES[normalise_name(_alias)] = _info.name
+_GRAPH_ALIASES = {normalise_name(name): name for name in GRAPH_DATASETS}
+_GRAPH_ALIASES[normalise_name("ACM3025")] = "acm"
 
 
 def get_data_home(data_home: str | os.PathLike[str] | None = None) -> Path | None:
@@ -87,13 +92,18 @@ def _user_files(home: Path | None) -> dict[str, Path]:
     return {p.stem: p for p in sorted(home.glob("*.mat")) if p.is_file()}
 
 
-def list_datasets(data_home: str | os.PathLike[str] | None = None) -> list[str]:
+def list_datasets(
+    data_home: str | os.PathLike[str] | None = None, *, kind: str | None = None
+) -> list[str]:
     """List the names accepted by :func:`load_dataset`.
 
     Parameters
     ----------
     data_home : str or os.PathLike, optional
         Folder of the user's own ``.mat`` files (default: ``$MVLEARN_PLUS_DATA``, else none).
+    kind : {None, "features", "graph"}, default=None
+        ``"features"``: the multi-view feature data sets (shipped and the user's ``.mat``
+        files); ``"graph"``: the shipped graph data sets (ACM, Cora, Citeseer); None: both.
 
     Returns
     -------
@@ -101,8 +111,14 @@ def list_datasets(data_home: str | os.PathLike[str] | None = None) -> list[str]:
         Sorted names: the shipped data sets (lowercase keys such as ``"handwritten"``) and
         the stems of the ``*.mat`` files in the data home.
     """
-    names = set(SHIPPED)
-    names.update(_user_files(get_data_home(data_home)))
+    if kind not in (None, "features", "graph"):
+        raise ValueError(f"kind must be None, 'features' or 'graph'; got {kind!r}.")
+    names: set[str] = set()
+    if kind in (None, "features"):
+        names.update(SHIPPED)
+        names.update(_user_files(get_data_home(data_home)))
+    if kind in (None, "graph"):
+        names.update(GRAPH_DATASETS)
     return sorted(names)
 
 
@@ -161,6 +177,40 @@ def _load_shipped(info: DatasetInfo, home: Path | None) -> Bunch:
     return data
 
 
+def _load_graph(info: GraphDatasetInfo) -> Bunch:
+    from sklearn.utils import Bunch
+
+    root = _shipped_root()
+    roots = [root] if root is not None else _shipped_roots()
+    found = next((r for r in roots if all((r / f).is_file() for f in info.files)), None)
+    if found is None:
+        missing = [str(roots[0] / f) for f in info.files if not (roots[0] / f).is_file()]
+        raise FileNotFoundError(
+            f"The files of graph data set {info.name!r} were not found: {', '.join(missing)}. "
+            "They live in the top-level 'datasets/graph/' of a source checkout (restore it from "
+            "version control) or in 'mvlearn_plus/_datasets/graph/' of an installed wheel "
+            "(reinstall the package)."
+        )
+    features, graphs, target = info.reader(found)
+    classes = int(np.unique(target).size)
+    if (target.size, features.shape[1], classes) != (info.n_samples, info.n_features,
+                                                     info.n_classes):
+        logger.warning("%s does not match the catalogued sizes (n=%d, d=%d, %d classes).",
+                       info.name, info.n_samples, info.n_features, info.n_classes)
+    card = found / info.card
+    return Bunch(
+        data=features,
+        graphs=graphs,
+        graph_names=list(info.graph_names),
+        target=target,
+        n_clusters=classes,
+        name=info.name,
+        kind="graph",
+        filename=str(found / info.files[0]),
+        DESCR=card.read_text(encoding="utf-8") if card.is_file() else info.title,
+    )
+
+
 def load_dataset(name: str, *, data_home: str | os.PathLike[str] | None = None) -> Bunch:
     """Load a shipped multi-view data set, or a ``.mat`` file from the data home.
 
@@ -180,9 +230,15 @@ def load_dataset(name: str, *, data_home: str | os.PathLike[str] | None = None) 
     Returns
     -------
     sklearn.utils.Bunch
-        ``views`` (list of ``(n, d_v)`` float64 arrays, or CSR matrices for sparse files),
-        ``target`` (int64, 0-based), ``view_names``, ``n_clusters``, ``kind`` (``"text"`` or
-        ``"dense"``, spec section 0.2), ``name``, ``filename`` and ``DESCR`` (the dataset card).
+        Feature data sets: ``views`` (list of ``(n, d_v)`` float64 arrays, or CSR matrices for
+        sparse files), ``target`` (int64, 0-based), ``view_names``, ``n_clusters``, ``kind``
+        (``"text"`` or ``"dense"``, spec section 0.2), ``name``, ``filename`` and ``DESCR``
+        (the dataset card). Graph data sets (``"acm"``, ``"cora"``, ``"citeseer"``; ``kind`` is
+        ``"graph"``): ``data`` (node features, CSR float64), ``graphs`` (list of ``(n, n)``
+        CSR adjacency matrices), ``graph_names``, ``target``, ``n_clusters``, ``name``,
+        ``filename`` and ``DESCR``. Cora and Citeseer carry two graph views: the citation graph
+        and a sparse personalised-PageRank graph built from it
+        (:func:`mvlearn_plus.graphs.personalized_pagerank`, alpha 0.2, top 32 per node).
 
     Raises
     ------
@@ -203,6 +259,9 @@ def load_dataset(name: str, *, data_home: str | os.PathLike[str] | None = None) 
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}.")
     home = get_data_home(data_home)
+    graph_key = _GRAPH_ALIASES.get(normalise_name(name))
+    if graph_key is not None:
+        return _load_graph(GRAPH_DATASETS[graph_key])
     key = _ALIASES.get(normalise_name(name))
     if key is not None:
         return _load_shipped(SHIPPED[key], home)
@@ -212,7 +271,7 @@ def load_dataset(name: str, *, data_home: str | os.PathLike[str] | None = None) 
     if path is not None:
         return load_mat(path, name=path.stem)
 
-    available = ", ".join(sorted(set(SHIPPED) | set(files)))
+    available = ", ".join(sorted(set(SHIPPED) | set(files) | set(GRAPH_DATASETS)))
     if home is not None:
         home_note = f"data home {str(home)!r}"
     else:

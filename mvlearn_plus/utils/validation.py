@@ -8,6 +8,7 @@ scikit-learn's estimator checks pass.
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 from typing import Any, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array, validate_data
 
-__all__ = ["check_views", "check_n_clusters", "validate_views", "is_multiview"]
+__all__ = ["check_views", "check_graphs", "check_n_clusters", "validate_views", "is_multiview"]
 
 
 def _looks_2d(obj: Any) -> bool:
@@ -194,6 +195,90 @@ def validate_views(estimator: Any, X: Any, *, reset: bool) -> list:
             "pass a list of that many views."
         )
     return [array]
+
+
+def check_graphs(graphs: Any, n_samples: int, *, n_views: int | None = None) -> list:
+    """Validate a list of adjacency matrices over the same ``n_samples`` nodes.
+
+    Parameters
+    ----------
+    graphs : list or tuple of sparse matrix or 2-D array-like
+        One ``(n_samples, n_samples)`` non-negative adjacency matrix per graph view. Self-loops
+        and edge weights are allowed.
+    n_samples : int
+        Number of nodes, i.e. the number of rows of the node features.
+    n_views : int, default=None
+        When given, the number of graphs must equal it (one graph per feature view).
+
+    Returns
+    -------
+    graphs : list of csr_matrix
+        float64 CSR matrices with duplicates summed and explicit zeros removed. A graph that is
+        not symmetric is symmetrised with ``max(A, A^T)`` and a ``UserWarning`` says so.
+
+    Raises
+    ------
+    ValueError
+        With a message that names the graph: not a list, empty, wrong length, not 2-D, not
+        square, another node count than the features, NaN or infinity, negative weights.
+    """
+    if sp.issparse(graphs) or isinstance(graphs, np.ndarray) or not isinstance(
+        graphs, (list, tuple)
+    ):
+        raise ValueError(
+            "graphs must be a list of adjacency matrices (one per graph view); got "
+            f"{type(graphs).__name__}. Wrap a single graph in a list: graphs=[A]."
+        )
+    if len(graphs) == 0:
+        raise ValueError("graphs is an empty list; pass at least one adjacency matrix.")
+    if n_views is not None and len(graphs) != n_views:
+        raise ValueError(
+            f"Got {len(graphs)} graphs for {n_views} feature views; pass one graph per view "
+            "(or a single 2-D feature matrix shared by all graphs)."
+        )
+    checked = []
+    for index, graph in enumerate(graphs):
+        name = f"Graph {index}"
+        if graph is None:
+            raise ValueError(f"{name} is None; expected an (n, n) adjacency matrix.")
+        if sp.issparse(graph):
+            matrix = sp.csr_matrix(graph, dtype=np.float64)
+        else:
+            try:
+                array = np.asarray(graph, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name} is not a numeric matrix: {exc}") from exc
+            if array.ndim != 2:
+                raise ValueError(f"{name} must be a 2-D adjacency matrix; got shape {array.shape}.")
+            matrix = sp.csr_matrix(array)
+        rows, cols = matrix.shape
+        if rows != cols:
+            raise ValueError(f"{name} is not square: shape {matrix.shape}.")
+        if rows != n_samples:
+            raise ValueError(
+                f"{name} has {rows} nodes but the features have {n_samples} samples; every "
+                "graph must be over the same nodes as the rows of X."
+            )
+        matrix.sum_duplicates()
+        if not np.all(np.isfinite(matrix.data)):
+            raise ValueError(f"{name} contains NaN or infinity.")
+        if matrix.data.size and matrix.data.min() < 0:
+            raise ValueError(
+                f"{name} has negative edge weights (min {matrix.data.min():.3g}); adjacency "
+                "matrices must be non-negative."
+            )
+        matrix.eliminate_zeros()
+        asymmetry = abs(matrix - matrix.T)
+        if asymmetry.nnz and asymmetry.max() > 1e-12 * max(float(matrix.data.max()), 1.0):
+            warnings.warn(
+                f"{name} is not symmetric; it is symmetrised with max(A, A^T).",
+                UserWarning,
+                stacklevel=3,
+            )
+            matrix = matrix.maximum(matrix.T).tocsr()
+        matrix.sort_indices()
+        checked.append(matrix)
+    return checked
 
 
 def _check_same_layout(estimator: Any, widths: tuple) -> None:

@@ -1,0 +1,176 @@
+"""Torch mechanics shared by the deep estimators (MGBCC, VGMGC).
+
+Written once for both: importing torch with a helpful error, choosing the device, seeding without
+touching the caller's global random state, the epoch loop with its progress bar and loss history,
+and ``n_init`` restarts chosen by the lowest final training loss (the label-free protocol of
+DeepMVC [1]_). Nothing here imports torch at module import time, so ``import mvlearn_plus`` and
+the spectral estimators work without it.
+
+References
+----------
+.. [1] D. J. Trosten, S. Løkse, R. Jenssen, M. C. Kampffmeyer. "On the effects of
+   self-supervision and contrastive alignment in deep multi-view clustering." CVPR 2023.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Sequence
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "import_torch",
+    "resolve_device",
+    "restart_seeds",
+    "torch_seed",
+    "run_epochs",
+    "RestartResult",
+    "fit_restarts",
+    "to_tensor",
+]
+
+
+def import_torch(owner: str):
+    """Import torch, or explain how to install it (the ``deep`` extra)."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        raise ImportError(
+            f"{owner} needs PyTorch, which is not installed. Install the deep-learning extra: "
+            "pip install 'mvlearn-plus[deep]' (or pip install torch)."
+        ) from exc
+    return torch
+
+
+def resolve_device(device: str, owner: str):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a ``torch.device``.
+
+    ``"auto"`` picks the first CUDA device when one is available and the CPU otherwise; asking
+    for CUDA on a machine without it is a ``ValueError`` rather than a crash inside torch.
+    """
+    torch = import_torch(owner)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{owner}: device={device!r} is not a valid torch device.") from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{owner}: device={device!r} was requested but CUDA is not available on this "
+                "machine; use device='cpu' or device='auto'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{owner}: device={device!r} does not exist; this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(f"{owner}: device={device!r} is not supported; use 'cpu' or 'cuda'.")
+    return resolved
+
+
+def restart_seeds(random_state: Any, n_init: int) -> List[int]:
+    """One torch seed per restart, drawn from ``random_state`` (int, RandomState or None)."""
+    rng = check_random_state(random_state)
+    return [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
+
+
+@contextlib.contextmanager
+def torch_seed(seed: int, device) -> Iterator[None]:
+    """Seed torch's global generators inside the block and restore them afterwards.
+
+    Dropout and parameter initialisation draw from torch's global generators; forking them
+    keeps a fit reproducible without changing the random state seen by the caller's own code.
+    """
+    torch = import_torch("mvlearn_plus")
+    devices = [device] if getattr(device, "type", "cpu") == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def to_tensor(array: np.ndarray, device, dtype=None):
+    """Copy a numpy array into a new float32 (or ``dtype``) tensor on ``device``.
+
+    Copying (rather than ``torch.from_numpy``) also accepts read-only and memory-mapped arrays.
+    """
+    torch = import_torch("mvlearn_plus")
+    dtype = torch.float32 if dtype is None else dtype
+    return torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+
+def run_epochs(
+    n_epochs: int,
+    train_epoch: Callable[[int], Dict[str, float]],
+    *,
+    desc: str,
+    verbose: Any,
+) -> List[Dict[str, float]]:
+    """Run ``train_epoch(epoch)`` for ``epoch = 0 .. n_epochs - 1`` and return its records.
+
+    ``train_epoch`` returns a dict of floats with at least ``"loss"``; the progress bar (shown
+    when ``verbose``) displays the current loss, and every record is also logged at DEBUG level.
+    A non-finite loss stops training with a ``FloatingPointError`` that names the epoch.
+    """
+    from tqdm.auto import tqdm
+
+    history: List[Dict[str, float]] = []
+    bar = tqdm(range(n_epochs), desc=desc, disable=not verbose, leave=False)
+    for epoch in bar:
+        record = {key: float(value) for key, value in train_epoch(epoch).items()}
+        if not math.isfinite(record["loss"]):
+            raise FloatingPointError(
+                f"{desc}: the training loss became {record['loss']} at epoch {epoch}; lower the "
+                "learning rate or check the input scaling."
+            )
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}")
+        logger.debug("%s epoch %d: %s", desc, epoch, record)
+    bar.close()
+    return history
+
+
+@dataclass
+class RestartResult:
+    """What one training run hands back to :func:`fit_restarts`."""
+
+    final_loss: float
+    payload: Any
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+
+def fit_restarts(
+    fit_once: Callable[[int, int], RestartResult],
+    seeds: Sequence[int],
+    *,
+    owner: str,
+) -> tuple:
+    """Train once per seed and keep the run with the lowest final training loss.
+
+    The rule sees only the training objective, never labels (DeepMVC's label-free protocol).
+    Ties keep the earliest restart.
+
+    Returns
+    -------
+    best : RestartResult
+    losses : ndarray of shape (n_restarts,)
+        The final training loss of every restart, in order.
+    """
+    results = []
+    for index, seed in enumerate(seeds):
+        result = fit_once(index, seed)
+        logger.info("%s restart %d/%d: final training loss %.6g", owner, index + 1, len(seeds),
+                    result.final_loss)
+        results.append(result)
+    losses = np.array([r.final_loss for r in results], dtype=np.float64)
+    best = int(np.argmin(losses))
+    return results[best], losses

@@ -1,0 +1,289 @@
+"""Multi-view graph data sets: the shipped ACM, Cora and Citeseer, and the user's ``.npz`` files.
+
+A graph data set is a :class:`sklearn.utils.Bunch` with ``data`` (node features, CSR float64),
+``graphs`` (list of ``(n, n)`` CSR adjacency matrices, one per graph view), ``graph_names``,
+``target`` (0-based int64), ``n_clusters``, ``name``, ``kind="graph"`` and ``DESCR``. It goes
+straight into :class:`mvlearn_plus.cluster.VariationalGraphGeneratorClustering`::
+
+    data = load_dataset("acm")
+    VariationalGraphGeneratorClustering(n_clusters=data.n_clusters).fit(data.data,
+                                                                         graphs=data.graphs)
+
+Loaders read files and build fixed graph transforms (the personalised-PageRank view of the
+citation graphs, spec 4.5); they fit nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["GRAPH_DATASETS", "GraphDatasetInfo", "load_npz", "read_acm", "read_planetoid"]
+
+
+@dataclass(frozen=True)
+class GraphDatasetInfo:
+    """Description of one shipped graph data set.
+
+    Attributes
+    ----------
+    name : str
+        ``load_dataset(name)`` key.
+    title : str
+    files : tuple of str
+        Paths relative to the data root (``datasets/``) that must exist.
+    n_samples, n_features, n_classes : int
+        What the loader returns (used by the tests and to warn about replaced files).
+    graph_names : tuple of str
+    reader : callable
+        ``reader(root) -> (features, graphs, target)``.
+    """
+
+    name: str
+    title: str
+    files: tuple
+    n_samples: int
+    n_features: int
+    n_classes: int
+    graph_names: tuple
+    reader: Callable
+
+    @property
+    def card(self) -> str:
+        return f"graph/{self.name}.md"
+
+
+# --------------------------------------------------------------------------------------------
+# ACM (a MATLAB file with one dense matrix per meta-path graph)
+# --------------------------------------------------------------------------------------------
+def read_acm(root: Path):
+    """Features, the PAP and PLP graphs and labels of ``graph/ACM3025.mat``."""
+    import scipy.io
+
+    path = root / "graph" / "ACM3025.mat"
+    try:
+        raw = scipy.io.loadmat(path, variable_names=["feature", "PAP", "PLP", "label"])
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means the file is unusable
+        raise ValueError(f"{str(path)!r} could not be read as a MATLAB file: {exc}") from exc
+    missing = [k for k in ("feature", "PAP", "PLP", "label") if k not in raw]
+    if missing:
+        raise ValueError(f"{str(path)!r} lacks the variables {missing}.")
+    features = sp.csr_matrix(raw["feature"].astype(np.float64))
+    graphs = [sp.csr_matrix(raw[key].astype(np.float64)) for key in ("PAP", "PLP")]
+    target = np.argmax(raw["label"], axis=1).astype(np.int64)
+    return features, graphs, target
+
+
+# --------------------------------------------------------------------------------------------
+# Planetoid citation graphs (Python-2 pickles)
+# --------------------------------------------------------------------------------------------
+class _PlanetoidUnpickler(pickle.Unpickler):
+    """Loads only the objects the Planetoid files contain (CSR, arrays, a dict of lists)."""
+
+    def find_class(self, module, name):
+        allowed = {
+            ("scipy.sparse.csr", "csr_matrix"): sp.csr_matrix,
+            ("scipy.sparse._csr", "csr_matrix"): sp.csr_matrix,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("collections", "defaultdict"): collections.defaultdict,
+            ("__builtin__", "list"): list,
+            ("builtins", "list"): list,
+        }
+        if (module, name) in allowed:
+            return allowed[(module, name)]
+        if name == "_reconstruct" and module in ("numpy.core.multiarray",
+                                                 "numpy._core.multiarray"):
+            # numpy's array reconstructor, found the same way under numpy 1 and 2.
+            return np.ndarray.__reduce__(np.zeros(0))[0]
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name} from a Planetoid file (only sparse matrices, "
+            "arrays and adjacency lists are expected)"
+        )
+
+
+def _read_pickle(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"Planetoid file not found: {str(path)!r}.")
+    try:
+        with open(path, "rb") as fh:
+            return _PlanetoidUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable Planetoid pickle: {exc}") from exc
+
+
+def read_planetoid(folder: Path, name: str):
+    """Features, citation graph and labels of the Planetoid files ``ind.<name>.*``.
+
+    The full feature matrix is ``vstack(allx, tx)`` with the test rows moved to the positions
+    listed in ``test.index``. Nodes that the files give neither features nor a label (Citeseer's
+    15 isolated test-range gaps) are removed together with their rows and columns of the graph.
+    The adjacency lists become a symmetric binary matrix (duplicates merged; self-loops kept).
+    """
+    parts = {key: _read_pickle(folder / f"ind.{name}.{key}")
+             for key in ("allx", "ally", "tx", "ty", "graph")}
+    index_path = folder / f"ind.{name}.test.index"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"Planetoid file not found: {str(index_path)!r}.")
+    test_index = np.array([int(line) for line in index_path.read_text().split()], dtype=np.int64)
+    allx, tx = sp.csr_matrix(parts["allx"]), sp.csr_matrix(parts["tx"])
+    ally, ty = np.asarray(parts["ally"]), np.asarray(parts["ty"])
+    n_train = allx.shape[0]
+    n = max(int(test_index.max()) + 1, n_train + tx.shape[0])
+    features = sp.lil_matrix((n, allx.shape[1]))
+    labels = np.zeros((n, ally.shape[1]))
+    features[:n_train] = allx
+    labels[:n_train] = ally
+    features[test_index] = tx
+    labels[test_index] = ty
+    features = features.tocsr()
+
+    graph = parts["graph"]
+    rows = [i for i, neighbours in graph.items() for _ in neighbours]
+    cols = [j for neighbours in graph.values() for j in neighbours]
+    A = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    A = ((A + A.T) > 0).astype(np.float64).tocsr()
+
+    known = labels.sum(axis=1) > 0
+    if not np.all(known):
+        keep = np.flatnonzero(known)
+        features, labels, A = features[keep], labels[keep], A[keep][:, keep]
+    return features.astype(np.float64), A, np.argmax(labels, axis=1).astype(np.int64)
+
+
+def _citation_reader(name: str):
+    def reader(root: Path):
+        from mvlearn_plus.graphs import personalized_pagerank
+
+        features, citation, target = read_planetoid(root / "graph" / "planetoid", name)
+        return features, [citation, personalized_pagerank(citation, alpha=0.2, n_steps=10,
+                                                          top_k=32)], target
+
+    return reader
+
+
+_PLANETOID_PARTS = ("allx", "ally", "tx", "ty", "graph", "test.index")
+
+GRAPH_DATASETS = {
+    info.name: info
+    for info in (
+        GraphDatasetInfo(
+            "acm", "ACM papers (PAP and PLP meta-path graphs)", ("graph/ACM3025.mat",),
+            3025, 1870, 3, ("PAP", "PLP"), read_acm,
+        ),
+        GraphDatasetInfo(
+            "cora", "Cora citation graph (Planetoid) with a personalised-PageRank view",
+            tuple(f"graph/planetoid/ind.cora.{p}" for p in _PLANETOID_PARTS),
+            2708, 1433, 7, ("citation", "ppr"), _citation_reader("cora"),
+        ),
+        GraphDatasetInfo(
+            "citeseer", "Citeseer citation graph (Planetoid) with a personalised-PageRank view",
+            tuple(f"graph/planetoid/ind.citeseer.{p}" for p in _PLANETOID_PARTS),
+            3312, 3703, 6, ("citation", "ppr"), _citation_reader("citeseer"),
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The CSR-part .npz layout of graph benchmarks
+# --------------------------------------------------------------------------------------------
+def _csr_from_parts(archive, prefix: str, path: Path) -> sp.csr_matrix:
+    keys = [f"{prefix}_{part}" for part in ("data", "indices", "indptr", "shape")]
+    missing = [k for k in keys if k not in archive]
+    if missing:
+        raise ValueError(f"{str(path)!r}: {prefix} is incomplete, missing {missing}.")
+    try:
+        return sp.csr_matrix(
+            (archive[keys[0]], archive[keys[1]], archive[keys[2]]),
+            shape=tuple(int(s) for s in archive[keys[3]]),
+        )
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: the {prefix}_* arrays do not form a valid CSR "
+                         f"matrix: {exc}") from exc
+
+
+def load_npz(path: str | os.PathLike[str], *, name: str | None = None):
+    """Load an attributed graph stored as CSR parts in an ``.npz`` file.
+
+    The layout is the one graph benchmarks use (e.g. shchur/gnn-benchmark): ``adj_data``,
+    ``adj_indices``, ``adj_indptr``, ``adj_shape`` for the adjacency; node attributes as
+    ``attr_data``/``attr_indices``/``attr_indptr``/``attr_shape`` or a dense ``attr_matrix``;
+    labels as a vector ``labels`` or as ``labels_data``/... CSR parts (one-hot, argmax taken).
+    The graph is returned as stored (the estimators symmetrise a directed graph with a warning).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file.
+    name : str, optional
+        Name stored in the result; the file stem by default.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``data`` (CSR float64 attributes), ``graphs`` (``[A]``, CSR float64),
+        ``graph_names`` (``["adjacency"]``), ``target`` (0-based int64), ``n_clusters``,
+        ``name``, ``kind="graph"``, ``filename`` and ``DESCR``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not an ``.npz`` archive, lacks the adjacency, attributes or labels, or their
+        sizes disagree.
+    """
+    from sklearn.utils import Bunch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No such .npz file: {str(path)!r}.")
+    try:
+        archive = dict(np.load(path, allow_pickle=False))
+    except Exception as exc:  # noqa: BLE001 - zip and format errors all mean "unreadable"
+        raise ValueError(f"{str(path)!r} is not a readable .npz archive: {exc}") from exc
+    adjacency = _csr_from_parts(archive, "adj", path).astype(np.float64)
+    if "attr_data" in archive:
+        features = _csr_from_parts(archive, "attr", path).astype(np.float64)
+    elif "attr_matrix" in archive:
+        features = sp.csr_matrix(np.asarray(archive["attr_matrix"], dtype=np.float64))
+    else:
+        raise ValueError(f"{str(path)!r} has no node attributes (attr_* or attr_matrix); "
+                         f"keys found: {sorted(archive)}.")
+    if "labels_data" in archive:
+        labels = np.asarray(_csr_from_parts(archive, "labels", path).argmax(axis=1)).ravel()
+    elif "labels" in archive:
+        labels = np.asarray(archive["labels"]).ravel()
+    else:
+        raise ValueError(f"{str(path)!r} has no labels (labels or labels_*); keys found: "
+                         f"{sorted(archive)}.")
+    n = adjacency.shape[0]
+    if adjacency.shape[0] != adjacency.shape[1]:
+        raise ValueError(f"{str(path)!r}: the adjacency is not square: {adjacency.shape}.")
+    if features.shape[0] != n or labels.shape[0] != n:
+        raise ValueError(
+            f"{str(path)!r}: {n} nodes in the adjacency but {features.shape[0]} attribute rows "
+            f"and {labels.shape[0]} labels."
+        )
+    classes, target = np.unique(labels, return_inverse=True)
+    stem = path.stem
+    return Bunch(
+        data=features,
+        graphs=[adjacency],
+        graph_names=["adjacency"],
+        target=target.astype(np.int64),
+        n_clusters=int(classes.size),
+        name=name if name is not None else stem,
+        kind="graph",
+        filename=str(path),
+        DESCR=(f"Attributed graph loaded from {str(path)!r}: {n} nodes, {adjacency.nnz} stored "
+               f"edges, {features.shape[1]} attributes, {classes.size} classes.\n"),
+    )
