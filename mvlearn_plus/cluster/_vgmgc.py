@@ -15,7 +15,6 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.preprocessing import normalize as sk_normalize
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.metaestimators import available_if
 
 from mvlearn_plus.cluster._edges import EdgeSet, edge_dot, edge_spmm
 from mvlearn_plus.cluster._torch import (
@@ -50,14 +49,29 @@ _FINAL_KMEANS_INIT = 10
 #: k-means restarts of the per-epoch pseudo-labels and of the DEC initialisation (official: 3).
 _PSEUDO_KMEANS_INIT = 3
 _EPS = 1e-10
+#: Sparse path: at most this many input-graph edges per node enter the graph reconstruction of
+#: one epoch (a fresh uniform sample each epoch), as many sampled non-edges beside them.
+_MAX_POSITIVES_PER_NODE = 20
 
 
-def _transductive(estimator) -> bool:
-    raise AttributeError(
-        f"{type(estimator).__name__} is transductive: labels exist only for the nodes passed to "
-        "fit (new nodes change the graphs and the propagation); refit with the new nodes or "
-        "read labels_."
-    )
+class _Transductive:
+    """A method that does not exist on a transductive estimator, and says why.
+
+    Reading the attribute raises ``AttributeError`` with the reason, so ``hasattr`` is False
+    (scikit-learn's checks then skip it) and a caller who tries it learns what to do instead.
+    (``sklearn.utils.metaestimators.available_if`` would replace the message with a generic
+    one.)
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        raise AttributeError(
+            f"{owner.__name__} has no {self.name}: it is transductive, so labels exist only for "
+            "the nodes passed to fit (new nodes change the graphs and the propagation); refit "
+            "with the new nodes or read labels_."
+        )
 
 
 class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
@@ -93,7 +107,14 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
     min_belief, max_belief : float, default=0.2, 0.99
         The beliefs ``b_v = clip(w_v, min_belief, max_belief)`` weight the graphs in the prior.
     kl_step, kl_max : float, default=5.0, 1000.0
-        The clustering loss weight grows as ``l_t = min(kl_step * epoch, kl_max)``.
+        The clustering loss weight grows as ``l_t = min(kl_step * (epoch - pretrain_epochs),
+        kl_max)`` once pretraining is over.
+    pretrain_epochs : int, default=100
+        Epochs trained on the reconstruction and graph terms alone before the DEC clustering
+        loss starts; its centroids are then initialised by k-means on the trained codes. The
+        official schedule (``pretrain_epochs=0``) starts the clustering loss at epoch 0 with
+        centroids from the untrained network, and on ACM the self-training then locks in that
+        network's partition (see Notes).
     lambda_elbo : float, default=1.0
         Weight of the graph terms (consensus-graph KL and graph reconstruction).
     temperature : float, default=1.0
@@ -156,7 +177,8 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
     consensus_graph_ : csr_matrix of shape (n_samples, n_samples)
         The generated consensus graph (binary, symmetric, no self-loops) of the final model.
     consensus_edges_history_ : list of int
-        Undirected edges of the consensus graph at every epoch.
+        Undirected edges of the consensus graph at every epoch (training mode: the generator
+        runs with dropout, so the last entry can differ slightly from ``consensus_graph_``).
     loss_history_ : list of dict
         Per epoch: ``loss`` and its parts ``feature``, ``graph_kl``, ``graph_reconstruction``,
         ``clustering`` (unweighted) and ``kl_weight`` (``l_t``).
@@ -229,6 +251,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         "max_belief": [Interval(Real, 0, 1, closed="both")],
         "kl_step": [Interval(Real, 0, None, closed="left")],
         "kl_max": [Interval(Real, 0, None, closed="left")],
+        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
         "lambda_elbo": [Interval(Real, 0, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "edge_temperature": [Interval(Real, 0, None, closed="neither")],
@@ -263,6 +286,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         max_belief: float = 0.99,
         kl_step: float = 5.0,
         kl_max: float = 1000.0,
+        pretrain_epochs: int = 100,
         lambda_elbo: float = 1.0,
         temperature: float = 1.0,
         edge_temperature: float = 0.1,
@@ -293,6 +317,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         self.max_belief = max_belief
         self.kl_step = kl_step
         self.kl_max = kl_max
+        self.pretrain_epochs = pretrain_epochs
         self.lambda_elbo = lambda_elbo
         self.temperature = temperature
         self.edge_temperature = edge_temperature
@@ -321,9 +346,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         tags.non_deterministic = self.device != "cpu"
         return tags
 
-    @available_if(_transductive)
-    def predict(self, X):  # pragma: no cover - never reachable, see _transductive
-        """Not available: VGMGC is transductive (read ``labels_``)."""
+    predict = _Transductive()
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, *, graphs=None):
@@ -430,41 +453,54 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
                 net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
             )
             rng = np.random.RandomState(seed % (2**31 - 1))
-            net.eval()
-            with torch.no_grad():
-                codes, _ = net.encode(problem)
-            net.initialise_centroids(codes, rng)
-            weights = np.ones(problem.n_views)
-            state = {"weights": weights, "target": None}
+            pretrain = 0 if reference else self.pretrain_epochs
+            state = {"weights": np.ones(problem.n_views), "target": None}
             interval = 1 if reference else self.update_interval
+
+            def start_clustering():
+                net.eval()
+                with torch.no_grad():
+                    codes, _ = net.encode(problem)
+                net.initialise_centroids(codes, rng)
+                net.train()
+
+            if pretrain == 0:
+                start_clustering()
 
             def train_epoch(epoch):
                 net.train()
+                if pretrain > 0 and epoch == pretrain:
+                    start_clustering()
                 out = net.training_forward(problem, reference)
                 if epoch % interval == 0:
                     state["weights"] = _view_weights(
                         [z.detach() for z in out["codes"]], state["weights"], problem.n_clusters,
                         self.weight_soft, rng,
                     )
-                weights_t = torch.as_tensor(state["weights"], dtype=torch.float32,
-                                            device=problem.device)
-                fused = torch.cat([w * z for w, z in zip(weights_t, out["codes"])], dim=1)
-                q_fused = _student_t(fused, net.centroids[-1])
-                if reference:
-                    target = _dec_target(q_fused)
-                elif state["target"] is None or epoch % interval == 0:
-                    target = _dec_target(q_fused.detach())
-                    state["target"] = target
+                clustering_on = epoch >= pretrain
+                if clustering_on:
+                    weights_t = torch.as_tensor(state["weights"], dtype=torch.float32,
+                                                device=problem.device)
+                    fused = torch.cat([w * z for w, z in zip(weights_t, out["codes"])], dim=1)
+                    q_fused = _student_t(fused, net.centroids[-1])
+                    if reference:
+                        target = _dec_target(q_fused)
+                    elif state["target"] is None or (epoch - pretrain) % interval == 0:
+                        target = _dec_target(q_fused.detach())
+                        state["target"] = target
+                    else:
+                        target = state["target"]
+                    clustering = _kl_batchmean(target, q_fused) + sum(
+                        _kl_batchmean(target, _student_t(z, mu))
+                        for z, mu in zip(out["codes"], net.centroids[:-1])
+                    )
                 else:
-                    target = state["target"]
-                clustering = _kl_batchmean(target, q_fused) + sum(
-                    _kl_batchmean(target, _student_t(z, mu))
-                    for z, mu in zip(out["codes"], net.centroids[:-1])
-                )
+                    clustering = torch.zeros((), device=problem.device)
                 beliefs = np.clip(state["weights"], self.min_belief, self.max_belief)
                 graph_kl = problem.backend.graph_kl(out["logits"], beliefs, self.temperature,
                                                     reference)
-                kl_weight = min(self.kl_step * epoch, self.kl_max)
+                kl_weight = min(self.kl_step * (epoch - pretrain), self.kl_max) \
+                    if clustering_on else 0.0
                 loss = out["feature"] + self.lambda_elbo * (graph_kl + out["reconstruction"]) \
                     + kl_weight * clustering
                 optimizer.zero_grad(set_to_none=True)
@@ -515,13 +551,13 @@ class _Problem:
             target, features = cache[key]
             self.targets.append(to_tensor(_dense(target), device))
             self.inputs.append(to_tensor(_dense(features), device))
-            self.fixed.append(to_tensor(_propagate_numpy(operator, _dense(features), order),
-                                        device))
+            self.fixed.append(_propagate_fixed(operator, self.inputs[-1], order))
         shared_target = _unit_scale(shared)
         shared_input = _row_sum_normalise(shared_target)
         self.shared_target = to_tensor(_dense(shared_target), device)
         self.shared_input = to_tensor(_dense(shared_input), device)
         patterns = [_binary_pattern(g) for g in graphs]
+        self.patterns = patterns
         if algorithm == "dense":
             self.backend = _DenseBackend(patterns, estimator, device)
         else:
@@ -565,10 +601,19 @@ def _propagation_operator(graph, normalization):
     return row_normalize_graph(looped) if normalization == "row" else normalized_adjacency(looped)
 
 
-def _propagate_numpy(operator, features, order):
-    result = features.copy()
+def _propagate_fixed(operator, features, order):
+    """``Prop(X, P)`` for a fixed operator, once, in torch (float32, all cores)."""
+    n = operator.shape[0]
+    if operator.nnz > 0.05 * n * n:
+        matrix = to_tensor(operator.toarray(), features.device)
+    else:
+        coo = operator.tocoo()
+        edges = EdgeSet(coo.row, coo.col, n, features.device)
+        values = to_tensor(coo.data[np.lexsort((coo.col, coo.row))], features.device)
+        matrix = edges.matrix(values)
+    result = features.clone()
     for _ in range(order):
-        result = operator @ result + features
+        result = matrix @ result + features
     return result
 
 
@@ -582,20 +627,42 @@ def _binary_pattern(graph):
 
 
 def _candidate_pattern(patterns, shared_input, k):
-    """Input-graph edges plus each node's ``k`` nearest neighbours (cosine), symmetric."""
+    """Candidate edges of the sparse path, at most ``(V + 1) k`` per node before symmetrising.
+
+    Per node: its ``k`` input-graph neighbours (per view) with the most similar shared features
+    (cosine; all of them when it has at most ``k``), and its ``k`` nearest neighbours in the
+    shared features. Dense input graphs (ACM's PLP has 730 neighbours per node) would otherwise
+    put millions of pairs into every step.
+    """
     n = shared_input.shape[0]
-    total = sum(patterns, sp.csr_matrix((n, n)))
+    unit = sk_normalize(shared_input, norm="l2")
+    blocks = []
+    for pattern in patterns:
+        blocks.append(_top_neighbours_by_similarity(pattern, unit, k) if k > 0 else pattern)
     if k > 0 and n > 1:
-        unit = sk_normalize(shared_input, norm="l2")
         idx, _ = knn_search(unit, min(k, n - 1))
         rows = np.repeat(np.arange(n), idx.shape[1])
-        knn = sp.csr_matrix((np.ones(rows.size), (rows, idx.ravel())), shape=(n, n))
-        total = total + knn
+        blocks.append(sp.csr_matrix((np.ones(rows.size), (rows, idx.ravel())), shape=(n, n)))
+    total = sum(blocks, sp.csr_matrix((n, n)))
     total = ((total + total.T) != 0).astype(np.float64).tocsr()
     total.setdiag(0.0)
     total.eliminate_zeros()
     total.sort_indices()
     return total
+
+
+def _top_neighbours_by_similarity(pattern, unit, k):
+    """Keep each row's ``k`` neighbours whose features are most similar (ties: lower index)."""
+    n = pattern.shape[0]
+    edges = EdgeSet.from_csr(pattern, torch.device("cpu"))
+    features = to_tensor(_dense(unit), torch.device("cpu"))
+    similarity = edge_dot(features, features, edges).numpy()
+    rows, cols = edges.rows_np, edges.cols_np
+    order = np.lexsort((cols, -similarity, rows))
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    keep = (np.arange(rows.size) - starts) < k
+    return sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(n, n))
 
 
 # ------------------------------------------------------------------------------ graph backends
@@ -676,7 +743,7 @@ class _DenseConsensus:
         return int(hard.sum().item()) // 2
 
     def to_csr(self):
-        hard = self.hard.cpu().numpy()
+        hard = self.hard.cpu().numpy().astype(np.float64)
         np.fill_diagonal(hard, 0.0)
         return sp.csr_matrix(hard)
 
@@ -727,18 +794,24 @@ class _SparseBackend:
         degree = 1.0 + torch.zeros(self.n, device=logits.device, dtype=logits.dtype).index_add(
             0, self.candidates.rows, hard)
         values = straight / degree[self.candidates.rows]
-        return _SparseConsensus(values, 1.0 / degree, hard, self.candidates)
+        active = np.flatnonzero(hard.detach().cpu().numpy() > 0)
+        return _SparseConsensus(values, 1.0 / degree, hard, self.candidates, active)
 
     def graph_kl(self, logits, beliefs, temperature, reference):
         relaxed = _relaxed_logits(logits, temperature)
         return _bernoulli_kl(relaxed, _prior(beliefs, self.targets)).mean()
 
     def reconstruction(self, code, view, generator):
-        positives = edge_dot(code, code, self.target_edges[view])
+        edges = self.target_edges[view]
+        cap = _MAX_POSITIVES_PER_NODE * self.n
+        if not self.all_negatives and edges.size > cap:
+            chosen = torch.randperm(edges.size)[:cap].numpy()
+            edges = edges.subset(np.sort(chosen))
+        positives = edge_dot(code, code, edges)
         if self.all_negatives:
             negatives = self._all_non_edges(view)
         else:
-            negatives = self._sampled_non_edges(view, self.target_edges[view].size, generator)
+            negatives = self._sampled_non_edges(view, edges.size, generator)
         negative_logits = edge_dot(code, code, negatives) if negatives.size else positives[:0]
         logits = torch.cat([positives, negative_logits])
         target = torch.cat([torch.ones_like(positives), torch.zeros_like(negative_logits)])
@@ -765,16 +838,20 @@ class _SparseBackend:
 
 
 class _SparseConsensus:
-    def __init__(self, values, self_weight, hard, edges):
+    def __init__(self, values, self_weight, hard, edges, active):
         self.values = values
         self.self_weight = self_weight
         self.hard = hard
         self.edges = edges
+        # Forward values are exactly zero off the hard edges (straight-through), so the
+        # products run over the hard edges; gradients still reach every candidate.
+        self.active_edges = edges.subset(active)
+        self.active = active
 
     def propagate(self, features, order):
         result = features
         for _ in range(order):
-            result = edge_spmm(self.values, result, self.edges) \
+            result = edge_spmm(self.values, result, self.edges, self.active, self.active_edges) \
                 + self.self_weight[:, None] * result + features
         return result
 

@@ -58,6 +58,12 @@ LABEL_VARIABLES: tuple[str, ...] = (
 )
 # Views stored as separate variables: X1, X2, ..., x_1, view1, fea1, data1, ...
 _NUMBERED_VIEW = re.compile(r"^(?:x|view|fea|data|features?)_?(\d+)$", re.IGNORECASE)
+# Graph views (square n x n adjacency matrices): a cell array or a matrix under one of these
+# names, or numbered variables adj1, A1, graph1, W1, net1, ...
+GRAPH_VARIABLES: tuple[str, ...] = (
+    "adj", "adjs", "adjacency", "graphs", "graph", "A", "W", "networks", "network", "net",
+)
+_NUMBERED_GRAPH = re.compile(r"^(?:adj|adjacency|a|graph|w|net|network)_?(\d+)$", re.IGNORECASE)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 looks for its superblock at 0 and at every power of two from 512 on; MATLAB v7.3 files
@@ -446,6 +452,25 @@ def _find_views(
     return [], "", []
 
 
+def _is_adjacency(var: _Var, n: int) -> bool:
+    return _is_data(var) and tuple(var.value.shape) == (n, n)
+
+
+def _find_graphs(variables: dict[str, _Var], n: int) -> tuple[list[_Var], list[str]]:
+    """Graph variables (square ``n x n``) by name; returns them and the variable names used."""
+    for var in _ranked(variables, GRAPH_VARIABLES):
+        if var.kind == "cell" and var.value and all(_is_adjacency(i, n) for i in var.value):
+            return list(var.value), [var.name]
+        if _is_adjacency(var, n):
+            return [var], [var.name]
+    numbered = sorted(
+        (int(m.group(1)), name.lower(), var)
+        for name, var in variables.items()
+        if (m := _NUMBERED_GRAPH.match(name)) and _is_adjacency(var, n)
+    )
+    return [t[2] for t in numbered], [t[2].name for t in numbered]
+
+
 def _orient(var: _Var, n: int, path: Path) -> tuple[Any, bool]:
     """Return the view as ``(n, d)`` and whether it had to be transposed."""
     value = var.value
@@ -506,7 +531,12 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
       two dimensions both equal ``n`` is kept as stored);
     * sparse views stay sparse (CSR);
     * strings, cell arrays of strings, MATLAB structs and other non-numeric variables are
-      ignored.
+      ignored;
+    * graph data: square ``n x n`` adjacency matrices in a cell array or a matrix named
+      ``adj``/``adjs``/``adjacency``/``graphs``/``graph``/``A``/``W``/``networks`` (or numbered
+      ``adj1``, ``A1``, ``graph1``, ...) beside the features and labels are returned as CSR
+      matrices in ``graphs`` (and the features, when there is one feature matrix, in ``data``),
+      ready for ``VariationalGraphGeneratorClustering().fit(data.data, graphs=data.graphs)``.
 
     No preprocessing is applied: values are as stored, only converted to float64.
 
@@ -525,7 +555,8 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
         (``view0``, ``view1``, ...), ``n_clusters`` (number of classes), ``kind``
         (``"text"`` when every view is non-negative and mostly zero, else ``"dense"``),
         ``name``, ``filename`` and ``DESCR`` (where the data came from and which variables
-        were used).
+        were used). Graph files add ``graphs`` (list of CSR float64), ``graph_names`` and
+        ``data``, and their ``kind`` is ``"graph"``.
 
     Raises
     ------
@@ -551,7 +582,9 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
 
     raw_labels, label_var, label_how = _find_labels(variables, path)
     n = raw_labels.shape[0]
-    view_vars, views_how, used_names = _find_views(variables, label_var, n)
+    graph_vars, graph_names = _find_graphs(variables, n)
+    feature_variables = {k: v for k, v in variables.items() if k not in graph_names}
+    view_vars, views_how, used_names = _find_views(feature_variables, label_var, n)
     if not view_vars:
         raise ValueError(
             f"{str(path)!r}: no views found. Variables found: {_inventory(variables)}. "
@@ -571,7 +604,7 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
         if not np.all(np.isfinite(data)):
             logger.warning("%s: view %d contains NaN or Inf (kept as stored).", path, i)
 
-    used = {label_var.name, *used_names}
+    used = {label_var.name, *used_names, *graph_names}
     ignored = [v.describe() for k, v in variables.items() if k not in used]
     lines = [
         f"Multi-view data set loaded from {str(path)!r} ({fmt}).",
@@ -589,7 +622,7 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
         "Ignored variables: " + (", ".join(ignored) if ignored else "none") + ".",
         "Values are as stored (converted to float64); no preprocessing was applied.",
     ]
-    return Bunch(
+    bunch = Bunch(
         views=views,
         target=target,
         view_names=[f"view{i}" for i in range(len(views))],
@@ -599,6 +632,25 @@ def load_mat(path: str | os.PathLike[str], *, name: str | None = None) -> Bunch:
         kind=infer_kind(views),
         filename=str(path),
     )
+    if graph_vars:
+        graphs = []
+        for var in graph_vars:
+            graph = _as_float_view(var.value)
+            graphs.append(graph if hasattr(graph, "tocsr") else _csr(graph))
+        bunch.graphs = graphs
+        bunch.graph_names = [var.name for var in graph_vars]
+        bunch.data = views[0] if len(views) == 1 else views
+        bunch.kind = "graph"
+        bunch.DESCR += (f"Graphs: {len(graphs)} adjacency matrices "
+                        f"({', '.join(v.describe() for v in graph_vars)}), returned as CSR in "
+                        "'graphs'; the node features are in 'data'.\n")
+    return bunch
+
+
+def _csr(array: Any) -> Any:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix(array)
 
 
 def infer_kind(views: list[Any]) -> str:

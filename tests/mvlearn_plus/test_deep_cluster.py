@@ -1,0 +1,422 @@
+"""Behaviour of the deep estimators MGBCC and VGMGC (small data, tiny networks)."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+torch = pytest.importorskip("torch")
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from mvlearn_plus.cluster import (  # noqa: E402
+    GranularBallContrastiveClustering,
+    VariationalGraphGeneratorClustering,
+)
+from mvlearn_plus.metrics import clustering_accuracy  # noqa: E402
+
+SMALL_MGBCC = dict(hidden_dims=(32,), latent_dim=16, max_epochs=8, batch_size=64, device="cpu")
+SMALL_VGMGC = dict(hidden_dim=32, latent_dim=16, max_epochs=20, pretrain_epochs=10, order=2,
+                   device="cpu")
+
+
+def planted_views(n=240, n_clusters=4, seed=0):
+    """Two informative views and a noisy one of the same planted partition."""
+    rng = np.random.RandomState(seed)
+    y = np.repeat(np.arange(n_clusters), n // n_clusters)
+    views = []
+    for dim, noise in [(20, 1.0), (30, 1.2), (10, 3.0)]:
+        centers = rng.normal(size=(n_clusters, dim)) * 2.0
+        views.append(centers[y] + noise * rng.normal(size=(y.size, dim)))
+    perm = rng.permutation(y.size)
+    return [v[perm] for v in views], y[perm]
+
+
+def planted_graphs(n=150, n_clusters=3, seed=0):
+    """A stochastic block model with two noisy graph views and weakly informative features."""
+    rng = np.random.RandomState(seed)
+    y = np.repeat(np.arange(n_clusters), n // n_clusters)
+    same = y[:, None] == y[None, :]
+    graphs = []
+    for p_in, p_out in [(0.12, 0.01), (0.08, 0.02)]:
+        upper = np.triu(rng.rand(n, n) < np.where(same, p_in, p_out), 1)
+        graphs.append(sp.csr_matrix((upper | upper.T).astype(float)))
+    profile = rng.rand(n_clusters, 40) < 0.3
+    X = (rng.rand(n, 40) < np.where(profile[y], 0.4, 0.05)).astype(float)
+    return X, graphs, y
+
+
+# ------------------------------------------------------------------------ scikit-learn checks
+@parametrize_with_checks(
+    [
+        GranularBallContrastiveClustering(random_state=0, **SMALL_MGBCC),
+        VariationalGraphGeneratorClustering(random_state=0, knn_k=5, **SMALL_VGMGC),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        # check_estimator fits 1-cluster and tiny problems on purpose; the empty-graph
+        # diagnostic log is irrelevant there.
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)
+
+
+# ---------------------------------------------------------------------------------- MGBCC
+def test_mgbcc_recovers_planted_clusters_and_sets_attributes():
+    views, y = planted_views()
+    model = GranularBallContrastiveClustering(
+        n_clusters=4, max_epochs=30, random_state=0, hidden_dims=(64,), device="cpu"
+    ).fit(views)
+    assert clustering_accuracy(y, model.labels_) > 0.95
+    assert model.labels_.dtype == np.int64 and model.labels_.shape == (240,)
+    assert model.embedding_.shape == (240, 128)
+    assert model.cluster_centers_.shape == (4, 128)
+    assert model.n_views_ == 3 and model.n_features_per_view_ == (20, 30, 10)
+    assert model.n_features_in_ == 60 and model.n_epochs_ == 30
+    assert len(model.loss_history_) == 30
+    assert set(model.loss_history_[0]) == {"loss", "contrastive", "reconstruction"}
+    assert model.restart_losses_.shape == (1,) and model.device_ == "cpu"
+    # the fused code is the mean of unit codes, so its norm is at most one
+    assert np.all(np.linalg.norm(model.embedding_, axis=1) <= 1 + 1e-6)
+
+
+def test_mgbcc_is_bit_identical_under_random_state():
+    views, _ = planted_views(n=120)
+    a = GranularBallContrastiveClustering(n_clusters=4, random_state=3, **SMALL_MGBCC).fit(views)
+    b = GranularBallContrastiveClustering(n_clusters=4, random_state=3, **SMALL_MGBCC).fit(views)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.loss_history_ == b.loss_history_
+    c = GranularBallContrastiveClustering(n_clusters=4, random_state=4, **SMALL_MGBCC).fit(views)
+    assert not np.array_equal(a.embedding_, c.embedding_)
+
+
+def test_mgbcc_fit_does_not_touch_the_global_torch_random_state():
+    views, _ = planted_views(n=60)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    GranularBallContrastiveClustering(n_clusters=4, random_state=0, **SMALL_MGBCC).fit(views)
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+def test_mgbcc_transform_and_predict_on_held_out_rows():
+    views, y = planted_views(n=400, seed=4)
+    train, test = np.arange(320), np.arange(320, 400)
+    model = GranularBallContrastiveClustering(
+        n_clusters=4, max_epochs=30, random_state=0, hidden_dims=(64,), device="cpu"
+    ).fit([v[train] for v in views])
+    embedding = model.transform([v[test] for v in views])
+    assert embedding.shape == (80, 128)
+    assert clustering_accuracy(y[test], model.predict([v[test] for v in views])) > 0.95
+    # on the training rows the out-of-sample rule reproduces the fitted labels
+    np.testing.assert_array_equal(model.predict([v[train] for v in views]), model.labels_)
+    np.testing.assert_allclose(model.transform([v[train] for v in views]), model.embedding_,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(loss="infonce"),
+        dict(intra_view="overlap"),
+        dict(granularity=1),
+        dict(variant="reference"),
+        dict(hidden_dims=(), linear_projection=True),
+        dict(scale="minmax"),
+        dict(scale="none"),
+    ],
+)
+def test_mgbcc_options_train_and_lower_the_loss(params):
+    views, y = planted_views(n=160)
+    model = GranularBallContrastiveClustering(
+        n_clusters=4, random_state=0, **{**SMALL_MGBCC, "max_epochs": 15, **params}
+    ).fit(views)
+    losses = [r["loss"] for r in model.loss_history_]
+    assert losses[-1] < losses[0]
+    assert clustering_accuracy(y, model.labels_) > 0.8
+
+
+def test_mgbcc_sparse_views_equal_dense_views():
+    views, _ = planted_views(n=120)
+    views = [np.maximum(v, 0) for v in views]
+    dense = GranularBallContrastiveClustering(n_clusters=4, random_state=0, **SMALL_MGBCC)
+    sparse = GranularBallContrastiveClustering(n_clusters=4, random_state=0, **SMALL_MGBCC)
+    dense.fit(views)
+    sparse.fit([sp.csr_matrix(v) for v in views])
+    np.testing.assert_allclose(dense.embedding_, sparse.embedding_, atol=1e-5)
+
+
+def test_mgbcc_restarts_keep_the_lowest_final_loss():
+    views, _ = planted_views(n=120)
+    model = GranularBallContrastiveClustering(
+        n_clusters=4, n_init=3, random_state=0, **SMALL_MGBCC
+    ).fit(views)
+    assert model.restart_losses_.shape == (3,)
+    assert model.loss_history_[-1]["loss"] == pytest.approx(model.restart_losses_.min())
+
+
+def test_mgbcc_ball_loss_matches_a_hand_computed_case():
+    from mvlearn_plus.cluster._mgbcc import _ball_contrastive_loss
+
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    positives = torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 0, 1]])
+    s = torch.nn.functional.normalize(centres, dim=1)
+    s = (s @ s.T).numpy()
+    # released: each positive (a, b) costs -s_ab + log(e^{s_ab} + sum_neg e^{s_ae} + #pos(a))
+    expected = []
+    for a in range(3):
+        negatives = [e for e in range(3) if positives[a, e] == 0]
+        for b in range(3):
+            if positives[a, b]:
+                denominator = np.exp(s[a, b]) + sum(np.exp(s[a, e]) for e in negatives)
+                expected.append(-s[a, b] + np.log(denominator + positives[a].sum().item()))
+    got = _ball_contrastive_loss(centres, positives, 1.0, "released")
+    assert got.item() == pytest.approx(np.mean(expected), rel=1e-5)
+    # InfoNCE: no self pairs, no extra terms
+    expected = []
+    for a in range(3):
+        negatives = [e for e in range(3) if positives[a, e] == 0]
+        for b in range(3):
+            if positives[a, b] and a != b:
+                denominator = np.exp(s[a, b]) + sum(np.exp(s[a, e]) for e in negatives)
+                expected.append(-s[a, b] + np.log(denominator))
+    got = _ball_contrastive_loss(centres, positives, 1.0, "infonce")
+    assert got.item() == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_mgbcc_balanced_batches_have_no_tiny_last_batch():
+    model = GranularBallContrastiveClustering(batch_size=100, random_state=0)
+    generator = torch.Generator().manual_seed(0)
+    sizes = [len(b) for b in model._batches(301, generator)]
+    assert sum(sizes) == 301 and len(sizes) == 4 and min(sizes) >= 75
+    reference = GranularBallContrastiveClustering(batch_size=100, variant="reference")
+    with pytest.warns(UserWarning, match="one sample"):
+        sizes = [len(b) for b in reference._batches(301, generator)]
+    assert sizes == [100, 100, 100]
+
+
+def test_mgbcc_torch_kmeans_finds_separated_balls():
+    from mvlearn_plus.cluster._mgbcc import _torch_kmeans
+
+    points = torch.cat([torch.randn(10, 2) * 0.01 + torch.tensor(c) for c in
+                        ([0.0, 0.0], [5.0, 5.0], [0.0, 5.0])])
+    labels = _torch_kmeans(points, 3, torch.Generator().manual_seed(0))
+    assert len(set(labels.tolist())) == 3
+    for block in range(3):
+        assert len(set(labels[10 * block:10 * block + 10].tolist())) == 1
+
+
+# ---------------------------------------------------------------------------------- VGMGC
+def test_vgmgc_recovers_a_planted_block_model_from_two_graph_views():
+    X, graphs, y = planted_graphs()
+    model = VariationalGraphGeneratorClustering(
+        n_clusters=3, random_state=0, **{**SMALL_VGMGC, "max_epochs": 60, "pretrain_epochs": 30}
+    ).fit(X, graphs=graphs)
+    assert clustering_accuracy(y, model.labels_) > 0.9
+    assert model.n_views_ == 2 and model.n_features_in_ == 40
+    assert model.embedding_.shape == (150, 32)
+    assert model.view_weights_.shape == (2,) and model.view_weights_.max() == pytest.approx(1.0)
+    assert np.all((model.beliefs_ >= 0.2) & (model.beliefs_ <= 0.99))
+    assert sp.issparse(model.consensus_graph_) and model.consensus_graph_.shape == (150, 150)
+    assert (model.consensus_graph_ != model.consensus_graph_.T).nnz == 0
+    assert model.consensus_graph_.diagonal().sum() == 0
+    assert len(model.consensus_edges_history_) == model.n_epochs_ == 60
+    # the history is recorded in training mode (generator dropout on), the graph in eval mode
+    assert abs(model.consensus_edges_history_[-1] - model.consensus_graph_.nnz // 2) < 150
+    assert model.consensus_graph_.dtype == np.float64
+    assert set(model.loss_history_[0]) == {"loss", "feature", "graph_kl",
+                                           "graph_reconstruction", "clustering", "kl_weight"}
+    assert model.loss_history_[29]["kl_weight"] == 0 and model.loss_history_[31]["kl_weight"] > 0
+
+
+@pytest.mark.parametrize("algorithm", ["dense", "sparse"])
+def test_vgmgc_is_bit_identical_under_random_state(algorithm):
+    X, graphs, _ = planted_graphs(n=90)
+    params = dict(n_clusters=3, random_state=5, algorithm=algorithm, **SMALL_VGMGC)
+    a = VariationalGraphGeneratorClustering(**params).fit(X, graphs=graphs)
+    b = VariationalGraphGeneratorClustering(**params).fit(X, graphs=graphs)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.loss_history_ == b.loss_history_
+
+
+def test_vgmgc_feature_views_build_knn_graphs():
+    views, y = planted_views(n=120)
+    model = VariationalGraphGeneratorClustering(n_clusters=4, random_state=0, **SMALL_VGMGC)
+    model.fit(views)
+    assert model.n_views_ == 3 and model.n_features_per_view_ == (20, 30, 10)
+    assert model.embedding_.shape == (120, 48)
+    assert clustering_accuracy(y, model.labels_) > 0.9
+    single = VariationalGraphGeneratorClustering(n_clusters=4, random_state=0, **SMALL_VGMGC)
+    assert single.fit(views[0]).n_views_ == 1
+
+
+def test_vgmgc_sparse_path_agrees_with_the_dense_path(monkeypatch):
+    """With every pair a candidate and full graph reconstruction, both paths are one model."""
+    from mvlearn_plus.cluster import _vgmgc
+    from mvlearn_plus.cluster._vgmgc import _Network, _Problem, _SparseBackend
+
+    # The two paths draw their edge noise in different layouts; compare them without it.
+    monkeypatch.setattr(_vgmgc, "_relaxed_logits", lambda logits, temperature: logits / temperature)
+    X, graphs, _ = planted_graphs(n=45)
+    estimator = VariationalGraphGeneratorClustering(n_clusters=3, random_state=0, **SMALL_VGMGC)
+    estimator.n_views_ = 2
+    views = [X, X]
+    device = torch.device("cpu")
+    dense = _Problem.build(estimator, views, X, graphs, 3, device, "dense")
+    sparse = _Problem.build(estimator, views, X, graphs, 3, device, "sparse")
+    everything = sp.csr_matrix(np.ones((45, 45)) - np.eye(45))
+    sparse.backend = _SparseBackend(sparse.patterns, everything, estimator, device)
+    sparse.backend.all_negatives = True
+    torch.manual_seed(0)
+    net = _Network(dense, estimator)
+    net.eval()
+    with torch.no_grad():
+        codes_dense, graph_dense = net.encode(dense)
+        codes_sparse, graph_sparse = net.encode(sparse)
+    assert (graph_dense != graph_sparse).nnz == 0
+    for a, b in zip(codes_dense, codes_sparse):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    # training-mode losses agree too (same dropout and noise draws)
+    net.train()
+    torch.manual_seed(1)
+    out_dense = net.training_forward(dense, False)
+    kl_dense = dense.backend.graph_kl(out_dense["logits"], np.array([0.9, 0.5]), 1.0, False)
+    torch.manual_seed(1)
+    out_sparse = net.training_forward(sparse, False)
+    kl_sparse = sparse.backend.graph_kl(out_sparse["logits"], np.array([0.9, 0.5]), 1.0, False)
+    for key in ("feature", "reconstruction"):
+        assert out_dense[key].item() == pytest.approx(out_sparse[key].item(), rel=1e-4)
+    assert kl_dense.item() == pytest.approx(kl_sparse.item(), rel=1e-4)
+    # and the gradients they send to the generator
+    net.zero_grad()
+    (out_dense["reconstruction"] + kl_dense + out_dense["codes"][0].sum()).backward()
+    grad_dense = net.key.grad.clone()
+    net.zero_grad()
+    (out_sparse["reconstruction"] + kl_sparse + out_sparse["codes"][0].sum()).backward()
+    np.testing.assert_allclose(grad_dense.numpy(), net.key.grad.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_vgmgc_reference_variant_reproduces_the_empty_graph_defect():
+    X, graphs, _ = planted_graphs(n=60)
+    with pytest.warns(UserWarning, match="always empty"):
+        model = VariationalGraphGeneratorClustering(
+            n_clusters=3, variant="reference", threshold=0.8, random_state=0, **SMALL_VGMGC
+        ).fit(X, graphs=graphs)
+    assert model.algorithm_ == "dense"
+    assert max(model.consensus_edges_history_) == 0
+    corrected = VariationalGraphGeneratorClustering(n_clusters=3, random_state=0, **SMALL_VGMGC)
+    assert min(corrected.fit(X, graphs=graphs).consensus_edges_history_) > 0
+    with pytest.raises(ValueError, match="reference"):
+        VariationalGraphGeneratorClustering(variant="reference", algorithm="sparse").fit(
+            X, graphs=graphs)
+
+
+def test_vgmgc_is_transductive():
+    X, graphs, _ = planted_graphs(n=60)
+    model = VariationalGraphGeneratorClustering(n_clusters=3, random_state=0, **SMALL_VGMGC)
+    assert not hasattr(model, "predict")
+    model.fit(X, graphs=graphs)
+    assert not hasattr(model, "predict")
+    with pytest.raises(AttributeError, match="transductive"):
+        model.predict(X)
+    assert not hasattr(model, "transform")
+    np.testing.assert_array_equal(model.fit_predict(X, graphs=graphs), model.labels_)
+
+
+def test_vgmgc_symmetrises_a_directed_graph_with_a_warning():
+    X, graphs, _ = planted_graphs(n=60)
+    directed = sp.triu(graphs[0]).tocsr()
+    with pytest.warns(UserWarning, match="not symmetric"):
+        VariationalGraphGeneratorClustering(n_clusters=3, random_state=0, **SMALL_VGMGC).fit(
+            X, graphs=[directed, graphs[1]])
+
+
+def test_prior_and_kl_have_an_effect():
+    """The belief-mixture prior shapes the generator (the official term has no gradient)."""
+    from mvlearn_plus.cluster._vgmgc import _bernoulli_kl, _prior
+
+    targets = [torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0])]
+    prior = _prior(np.array([0.9, 0.6]), targets)
+    np.testing.assert_allclose(prior.numpy(), [0.9 * 0.6 + 0.6 * 0.4, 0.1 * 0.6 + 0.4 * 0.4,
+                                               0.9 * 0.6 + 0.4 * 0.4], rtol=1e-6)
+    logits = torch.zeros(3, requires_grad=True)
+    _bernoulli_kl(logits, prior).sum().backward()
+    # the gradient pushes each edge probability towards its prior
+    assert np.all(np.sign(-logits.grad.numpy()) == np.sign(prior.numpy() - 0.5))
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("Estimator,params", [
+    (GranularBallContrastiveClustering, SMALL_MGBCC),
+    (VariationalGraphGeneratorClustering, SMALL_VGMGC),
+])
+def test_clear_errors_for_bad_features(Estimator, params):
+    views, _ = planted_views(n=40)
+    with pytest.raises(ValueError, match="view 1 has 39"):
+        Estimator(n_clusters=2, **params).fit([views[0], views[1][:-1]])
+    bad = views[1].copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="view 1.*NaN"):
+        Estimator(n_clusters=2, **params).fit([views[0], bad])
+    with pytest.raises(ValueError, match="too few samples"):
+        Estimator(n_clusters=50, **params).fit(views)
+    with pytest.raises(ValueError, match="CUDA is not available|cuda"):
+        if not torch.cuda.is_available():
+            Estimator(n_clusters=2, **{**params, "device": "cuda"}).fit(views)
+        else:  # pragma: no cover - only on GPU machines
+            raise ValueError("cuda available: nothing to check")
+
+
+def test_vgmgc_clear_errors_for_bad_graphs():
+    X, graphs, _ = planted_graphs(n=60)
+    model = VariationalGraphGeneratorClustering(n_clusters=3, **SMALL_VGMGC)
+    with pytest.raises(ValueError, match="Graph 1 is not square"):
+        model.fit(X, graphs=[graphs[0], graphs[1][:, :50]])
+    with pytest.raises(ValueError, match="Graph 0 has 59 nodes but the features have 60"):
+        model.fit(X, graphs=[graphs[0][:59, :59], graphs[1]])
+    negative = graphs[1].copy()
+    negative.data[0] = -1.0
+    with pytest.raises(ValueError, match="Graph 1 has negative edge weights"):
+        model.fit(X, graphs=[graphs[0], negative])
+    nan = graphs[0].copy()
+    nan.data[0] = np.nan
+    with pytest.raises(ValueError, match="Graph 0 contains NaN"):
+        model.fit(X, graphs=[nan, graphs[1]])
+    with pytest.raises(ValueError, match="list of adjacency matrices"):
+        model.fit(X, graphs=graphs[0])
+    with pytest.raises(ValueError, match="empty list"):
+        model.fit(X, graphs=[])
+    with pytest.raises(ValueError, match="3 graphs for 2 feature views"):
+        model.fit([X, X], graphs=graphs + graphs[:1])
+    with pytest.raises(ValueError, match="min_belief"):
+        VariationalGraphGeneratorClustering(min_belief=0.9, max_belief=0.5).fit(X, graphs=graphs)
+
+
+def test_spectral_estimators_import_without_torch():
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('No module named torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import numpy as np\n"
+        "import mvlearn_plus, mvlearn_plus.cluster as c\n"
+        "from mvlearn_plus.cluster import MultiGraphFusionClustering\n"
+        "X = np.random.RandomState(0).normal(size=(30, 4))\n"
+        "MultiGraphFusionClustering(n_clusters=2, random_state=0).fit(X)\n"
+        "try:\n"
+        "    c.GranularBallContrastiveClustering\n"
+        "except ImportError as exc:\n"
+        "    assert 'mvlearn-plus[deep]' in str(exc), exc\n"
+        "    print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
