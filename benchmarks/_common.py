@@ -8,9 +8,13 @@ job) and ``benchmarks/clustering_quality.py`` differ only in the datasets, metho
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -178,7 +182,7 @@ def markdown_table(
     metrics=("acc", "nmi", "ari", "f_score"),
 ) -> str:
     """One markdown table: rows = dataset x method, columns = metric mean ± std and fit time."""
-    table = aggregate(records)
+    table = aggregate(records, metrics=tuple(metrics) + ("time",))
     header = "| dataset | method | " + " | ".join(m.upper() for m in metrics) + " | fit time (s) |"
     lines = [header, "|" + "---|" * (len(metrics) + 3)]
     for dataset in datasets:
@@ -237,3 +241,70 @@ def plot_scores(records: List[dict], datasets, methods, path, metric="acc", titl
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Resumable runs: JSON-lines records, seed lists, and fits capped in a child process
+# --------------------------------------------------------------------------------------------
+def load_jsonl(path: Path) -> List[dict]:
+    """The records of a JSON-lines file (empty when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_jsonl(record: dict, path: Path) -> None:
+    """Append one record and flush it to disk (so an interrupted run loses nothing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def parse_seeds(text: str) -> List[int]:
+    """``"0-4"``, ``"0,2,5"`` or a mix -> sorted unique seeds."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-")
+            seeds.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            seeds.append(int(part))
+    return sorted(set(seeds))
+
+
+def _capped_child(function, args, conn):
+    try:
+        conn.send(("ok", function(*args)))
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        conn.send(("error", traceback.format_exc(limit=5)))
+    finally:
+        conn.close()
+
+
+def run_capped(function, args, cap: float):
+    """Run ``function(*args)`` in a spawned child killed after ``cap`` seconds.
+
+    ``function`` must be importable (module level). Returns ``("ok", result)``,
+    ``("error", traceback)`` or ``("timeout", elapsed_seconds)``.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_capped_child, args=(function, args, child), daemon=True)
+    start = time.perf_counter()
+    proc.start()
+    child.close()
+    # Imports and data loading happen before the fit: allow them a little extra.
+    if parent.poll(cap + 60):
+        status, payload = parent.recv()
+        proc.join(30)
+        return status, payload
+    proc.kill()
+    proc.join(30)
+    return "timeout", time.perf_counter() - start

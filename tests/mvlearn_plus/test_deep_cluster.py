@@ -72,8 +72,8 @@ def test_mgbcc_recovers_planted_clusters_and_sets_attributes():
     ).fit(views)
     assert clustering_accuracy(y, model.labels_) > 0.95
     assert model.labels_.dtype == np.int64 and model.labels_.shape == (240,)
-    assert model.embedding_.shape == (240, 128)
-    assert model.cluster_centers_.shape == (4, 128)
+    assert model.embedding_.shape == (240, 256)
+    assert model.cluster_centers_.shape == (4, 256)
     assert model.n_views_ == 3 and model.n_features_per_view_ == (20, 30, 10)
     assert model.n_features_in_ == 60 and model.n_epochs_ == 30
     assert len(model.loss_history_) == 30
@@ -110,7 +110,7 @@ def test_mgbcc_transform_and_predict_on_held_out_rows():
         n_clusters=4, max_epochs=30, random_state=0, hidden_dims=(64,), device="cpu"
     ).fit([v[train] for v in views])
     embedding = model.transform([v[test] for v in views])
-    assert embedding.shape == (80, 128)
+    assert embedding.shape == (80, 256)
     assert clustering_accuracy(y[test], model.predict([v[test] for v in views])) > 0.95
     # on the training rows the out-of-sample rule reproduces the fitted labels
     np.testing.assert_array_equal(model.predict([v[train] for v in views]), model.labels_)

@@ -1,0 +1,264 @@
+"""Scaling of the deep estimators: fit time and peak memory versus n.
+
+* **MGBCC** on the synthetic data of ``scaling.py`` (3 views x 50 dims, 10 planted clusters,
+  noise 2.5, z-scored) for n = 1,000 ... 100,000, at its defaults except ``max_epochs`` (20,
+  the same at every n, so that the time per fit shows how an epoch grows with n).
+* **VGMGC** on a synthetic attributed multi-graph: 10 planted clusters, three graph views
+  drawn as stochastic block models (average degree 12, a different share of cross-cluster edges
+  in each: 25 %, 40 %, 55 %) and 100 binary node features (each cluster switches on its own
+  20 words with probability 0.15, every word is on with probability 0.02). ``algorithm="sparse"``
+  at every n (the dense path is ``O(n^2)``), all other parameters at their defaults
+  (150 epochs), n = 1,000 ... 20,000.
+
+Every fit runs in a fresh child process with 2 threads; its peak memory is the child's
+``ru_maxrss`` (interpreter, torch and data included; a child that only imports and builds the
+data gives the baseline). One seed per n. Targets (issue): VGMGC's sparse path trains a
+20,000-node graph with 3 views in under 10 minutes and 8 GB; MGBCC fits n = 100,000 (3 x 50
+dims) in under 10 minutes.
+
+Outputs ``benchmarks/results/deep_scaling.jsonl`` (resumable), ``deep_scaling.md`` and
+``deep_scaling.png``.
+
+Usage::
+
+    .venv/bin/python benchmarks/deep_scaling.py
+    .venv/bin/python benchmarks/deep_scaling.py --max-n 5000
+    .venv/bin/python benchmarks/deep_scaling.py --report-only
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "2"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _path in (HERE, ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from _common import append_jsonl, load_jsonl  # noqa: E402
+
+RESULTS = HERE / "results"
+JSONL = RESULTS / "deep_scaling.jsonl"
+REPORT = RESULTS / "deep_scaling.md"
+PLOT = RESULTS / "deep_scaling.png"
+
+MGBCC_NS = (1000, 5000, 20000, 50000, 100000)
+VGMGC_NS = (1000, 2000, 5000, 10000, 20000)
+MGBCC_EPOCHS = 20
+N_CLUSTERS = 10
+GRAPH_DEGREE, GRAPH_NOISE = 12, (0.25, 0.40, 0.55)
+N_WORDS, WORDS_PER_CLUSTER = 100, 20
+TARGET_TIME_S, VGMGC_TARGET_MEM_MB = 600.0, 8192.0
+
+
+def make_graph_data(n: int, seed: int):
+    """Attributed multi-graph SBM (see the module docstring); ``O(n * degree)`` to build."""
+    import scipy.sparse as sp
+
+    rng = np.random.RandomState(seed)
+    y = np.arange(n) % N_CLUSTERS
+    rng.shuffle(y)
+    members = [np.flatnonzero(y == c) for c in range(N_CLUSTERS)]
+    graphs = []
+    for noise in GRAPH_NOISE:
+        m = n * GRAPH_DEGREE // 2
+        sources = rng.randint(n, size=m)
+        cross = rng.rand(m) < noise
+        targets = np.empty(m, dtype=np.int64)
+        targets[cross] = rng.randint(n, size=int(cross.sum()))
+        for c in range(N_CLUSTERS):
+            inside = ~cross & (y[sources] == c)
+            targets[inside] = rng.choice(members[c], size=int(inside.sum()))
+        keep = sources != targets
+        A = sp.csr_matrix((np.ones(int(keep.sum())), (sources[keep], targets[keep])),
+                          shape=(n, n))
+        graphs.append(((A + A.T) > 0).astype(np.float64).tocsr())
+    words = np.zeros((N_CLUSTERS, N_WORDS))
+    for c in range(N_CLUSTERS):
+        words[c, rng.choice(N_WORDS, WORDS_PER_CLUSTER, replace=False)] = 0.15
+    X = (rng.rand(n, N_WORDS) < np.maximum(words[y], 0.02)).astype(np.float64)
+    return X, graphs, y
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(spec: dict) -> dict:
+    """Inside the child: build the data, fit once, report time, memory and scores."""
+    from mvlearn_plus.metrics import evaluate_clustering
+
+    method, n, seed = spec["method"], spec["n"], spec["seed"]
+    if method.startswith("MGBCC"):
+        from scaling import make_data
+
+        views, y = make_data(n, seed)
+    else:
+        X, graphs, y = make_graph_data(n, seed)
+    out = {"rss_before_fit_mb": _rss_mb()}
+    if method.endswith("baseline"):
+        import torch  # noqa: F401 - part of every fitting child
+
+        out["peak_rss_mb"] = _rss_mb()
+        return out
+    start = time.perf_counter()
+    if method == "MGBCC":
+        from mvlearn_plus.cluster import GranularBallContrastiveClustering
+
+        model = GranularBallContrastiveClustering(
+            n_clusters=N_CLUSTERS, max_epochs=MGBCC_EPOCHS, random_state=seed, device="cpu"
+        ).fit(views)
+    else:
+        from mvlearn_plus.cluster import VariationalGraphGeneratorClustering
+
+        model = VariationalGraphGeneratorClustering(
+            n_clusters=N_CLUSTERS, algorithm="sparse", random_state=seed, device="cpu"
+        ).fit(X, graphs=graphs)
+        out["consensus_edges"] = int(model.consensus_graph_.nnz // 2)
+    out["time"] = time.perf_counter() - start
+    out["peak_rss_mb"] = _rss_mb()
+    out["epochs"] = int(model.n_epochs_)
+    scores = evaluate_clustering(y, model.labels_)
+    out.update(acc=scores["acc"], nmi=scores["nmi"])
+    return out
+
+
+def run_child(spec: dict, timeout: float) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+            capture_output=True, text=True, timeout=timeout, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "reason": f"killed after {timeout:.0f} s",
+                "wall": time.perf_counter() - start}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"status": "error", "reason": f"exit {proc.returncode}: {' | '.join(tail)[:300]}",
+                "wall": time.perf_counter() - start}
+    return {"status": "ok", "wall": time.perf_counter() - start, **json.loads(lines[-1])}
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def run_all(max_n: int, timeout: float) -> None:
+    done = {(r["method"], r["n"]) for r in load_jsonl(JSONL)}
+    jobs = [(m, n) for family, ns in (("MGBCC", MGBCC_NS), ("VGMGC", VGMGC_NS)) for n in ns
+            for m in (f"{family} baseline", family)]
+    for method, n in jobs:
+        if n > max_n or (method, n) in done:
+            continue
+        result = run_child({"method": method, "n": n, "seed": 0}, timeout)
+        record = {"method": method, "n": n, "seed": 0, **result,
+                  "date": datetime.datetime.now().isoformat(timespec="seconds")}
+        append_jsonl(record, JSONL)
+        if result["status"] != "ok":
+            log(f"{method:16s} n={n:6d}: {result['status']} ({result['reason']})")
+        elif "time" in result:
+            log(f"{method:16s} n={n:6d}: fit {result['time']:7.1f} s, peak RSS "
+                f"{result['peak_rss_mb']:6.0f} MB, ACC {result['acc']:.3f}")
+
+
+def write_report() -> None:
+    import matplotlib.pyplot as plt
+
+    records = [r for r in load_jsonl(JSONL) if r["status"] == "ok"]
+    by = {(r["method"], r["n"]): r for r in records}
+    lines = [
+        "# Scaling of the deep estimators (MGBCC, VGMGC)",
+        "",
+        f"Generated {datetime.date.today().isoformat()} by `benchmarks/deep_scaling.py` on "
+        f"{platform.machine()}, 2 threads per fit, one fresh process per fit. Peak RSS "
+        "includes the interpreter, torch and the data; the baseline column is a child that only "
+        "imports and builds the data.",
+        "",
+    ]
+    for family, ns, note in (
+        ("MGBCC", MGBCC_NS, f"3 views x 50 dims, 10 clusters, defaults, {MGBCC_EPOCHS} epochs"),
+        ("VGMGC", VGMGC_NS, "3 SBM graph views + 100 binary features, 10 clusters, sparse path, "
+                            "defaults (150 epochs)"),
+    ):
+        lines += [f"## {family} ({note})", "",
+                  "| n | fit time (s) | time / n (ms) | peak RSS (MB) | baseline RSS (MB) | ACC | "
+                  "NMI |", "|---|---|---|---|---|---|---|"]
+        for n in ns:
+            r, b = by.get((family, n)), by.get((f"{family} baseline", n))
+            if r is None:
+                lines.append(f"| {n:,} | n/a | | | | | |")
+                continue
+            lines.append(
+                f"| {n:,} | {r['time']:.1f} | {1000 * r['time'] / n:.2f} | "
+                f"{r['peak_rss_mb']:.0f} | {b['peak_rss_mb'] if b else float('nan'):.0f} | "
+                f"{r['acc']:.3f} | {r['nmi']:.3f} |")
+        lines.append("")
+    lines += ["## Targets", ""]
+    for family, n, mem in (("MGBCC", 100000, None), ("VGMGC", 20000, VGMGC_TARGET_MEM_MB)):
+        r = by.get((family, n))
+        if r is None:
+            lines.append(f"* {family} at n = {n:,}: not run yet.")
+            continue
+        ok = r["time"] < TARGET_TIME_S and (mem is None or r["peak_rss_mb"] < mem)
+        budget = f"{TARGET_TIME_S / 60:.0f} min" + (f" and {mem / 1024:.0f} GB" if mem else "")
+        lines.append(f"* {family} at n = {n:,}: {r['time']:.0f} s, {r['peak_rss_mb']:.0f} MB "
+                     f"peak RSS, ACC {r['acc']:.3f} (target: under {budget}): "
+                     f"**{'PASS' if ok else 'FAIL'}**.")
+    REPORT.write_text("\n".join(lines) + "\n")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for family, ns in (("MGBCC", MGBCC_NS), ("VGMGC", VGMGC_NS)):
+        xs = [n for n in ns if (family, n) in by]
+        if not xs:
+            continue
+        axes[0].loglog(xs, [by[(family, n)]["time"] for n in xs], "o-", label=family)
+        axes[1].loglog(xs, [by[(family, n)]["peak_rss_mb"] for n in xs], "o-", label=family)
+    for ax, ylabel in zip(axes, ("fit time (s)", "peak RSS (MB)")):
+        ax.set_xlabel("n (samples / nodes)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    axes[0].axhline(TARGET_TIME_S, color="grey", ls="--", lw=1)
+    fig.suptitle("Deep estimators: fit time and memory vs n (2 CPU threads)")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=120)
+    log(f"wrote {REPORT} and {PLOT}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-n", type=int, default=100000)
+    parser.add_argument("--timeout", type=float, default=1500.0, help="seconds per child")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))), flush=True)
+        return
+    if not args.report_only:
+        run_all(args.max_n, args.timeout)
+    write_report()
+
+
+if __name__ == "__main__":
+    main()
