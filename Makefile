@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,plot,retrieval]"
+	$(PY) -m pip install --quiet -e ".[dev,plot,deep,retrieval]"
 	touch $(STAMP)
 
 # Retrieval part of the demo: the command line on the synthetic set (make it, zero-shot

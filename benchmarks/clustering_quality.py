@@ -611,7 +611,7 @@ def main() -> None:
     JSONL = RESULTS / "clustering_quality.jsonl"
     REPORT = RESULTS / "clustering_quality.md"
 
-    shipped = list_datasets()
+    shipped = list_datasets(kind="features")
     sizes = dataset_sizes(shipped)
     all_datasets = sorted(shipped, key=lambda d: (sizes[d], d))
     datasets = (_parse_names(args.datasets, all_datasets, "datasets") if args.datasets

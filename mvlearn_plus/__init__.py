@@ -2,9 +2,11 @@
 
 The public entry points are re-exported from the sub-packages:
 
-* :mod:`mvlearn_plus.cluster` -- the estimators (``MultiGraphFusionClustering``,
-  ``PartitionAlignmentClustering``).
-* :mod:`mvlearn_plus.datasets` -- ``list_datasets``, ``load_dataset``, ``load_mat``.
+* :mod:`mvlearn_plus.cluster` -- the estimators: spectral ``MultiGraphFusionClustering`` (MGF)
+  and ``PartitionAlignmentClustering`` (mPAC); deep ``GranularBallContrastiveClustering``
+  (MGBCC) and ``VariationalGraphGeneratorClustering`` (VGMGC), which need PyTorch.
+* :mod:`mvlearn_plus.datasets` -- ``list_datasets``, ``load_dataset``, ``load_mat``,
+  ``load_npz``.
 * :mod:`mvlearn_plus.metrics` -- ``evaluate_clustering`` and the individual scores.
 * :mod:`mvlearn_plus.preprocessing` -- ``preprocess_views``.
 """

@@ -76,7 +76,8 @@ def _write_user_file(path: Path, n: int = 12) -> None:
 
 
 def test_list_datasets_is_exactly_the_shipped_set():
-    assert list_datasets() == sorted(EXPECTED)
+    assert list_datasets(kind="features") == sorted(EXPECTED)
+    assert list_datasets() == sorted([*EXPECTED, "acm", "cora", "citeseer"])
 
 
 @pytest.mark.parametrize("filename", sorted(SHA256))

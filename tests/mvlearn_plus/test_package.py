@@ -21,3 +21,18 @@ def test_public_names():
 
     assert mvlearn_plus.cluster.MultiGraphFusionClustering is MultiGraphFusionClustering
     assert PartitionAlignmentClustering.__module__ == "mvlearn_plus.cluster._mpac"
+
+
+def test_deep_estimators_are_public_names():
+    import pytest
+
+    pytest.importorskip("torch")
+    from mvlearn_plus.cluster import (
+        GranularBallContrastiveClustering,
+        VariationalGraphGeneratorClustering,
+    )
+
+    assert "GranularBallContrastiveClustering" in mvlearn_plus.cluster.__all__
+    assert GranularBallContrastiveClustering.__module__ == "mvlearn_plus.cluster._mgbcc"
+    assert VariationalGraphGeneratorClustering.__module__ == "mvlearn_plus.cluster._vgmgc"
+    assert "VariationalGraphGeneratorClustering" in dir(mvlearn_plus.cluster)

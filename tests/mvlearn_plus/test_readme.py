@@ -13,3 +13,16 @@ def test_readme_example_runs(capsys):
     exec(compile(blocks[0], str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert "'acc': 0.9" in out  # BBCSport is clustered well above chance
+
+
+def test_readme_deep_example_runs(capsys):
+    import pytest
+
+    pytest.importorskip("torch")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = [b for b in blocks if "VariationalGraphGeneratorClustering" in b]
+    assert example, "README has no deep-clustering example"
+    exec(compile(example[0], str(README), "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert float(lines[0].split()[0]) > 0.8  # ACM with 30 epochs
+    assert float(lines[1].split()[0]) > 0.85  # BBCSport
