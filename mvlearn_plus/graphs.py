@@ -22,8 +22,9 @@ References
 .. [2] F. Nie, R. Zhang, X. Li. "A generalized power iteration method for solving quadratic
    problem on the Stiefel manifold." Science China Information Sciences 60, 2017.
 .. [3] U. von Luxburg. "A tutorial on spectral clustering." Statistics and Computing 17, 2007.
-.. [4] C. Liu, J. Wen, Y. Xu, et al. "Self-supervised discriminative subspace ... (SDSNE)"; its
-   graph construction is the one VGMGC uses for feature views (spec 4.5).
+.. [4] C. Liu, Z. Liao, Y. Ma, K. Zhan. "Stationary diffusion state neural estimation for
+   multiview clustering" (SDSNE). AAAI 2022; its graph construction is the one VGMGC uses for
+   feature views (spec 4.5).
 .. [5] J. Klicpera, A. Bojchevski, S. Günnemann. "Predict then propagate: graph neural networks
    meet personalized PageRank." ICLR 2019.
 """
@@ -369,8 +370,11 @@ def gpi(
     return F, n_iter
 
 
-def _max_sq_distance(X: ArrayOrSparse, block_size: int = 2048) -> float:
-    """Largest squared Euclidean distance between two rows, in row blocks (``O(n d)`` memory)."""
+def _max_sq_distance(X: ArrayOrSparse, block_size: int = 512) -> float:
+    """Largest squared Euclidean distance between two rows, in row blocks.
+
+    Memory ``O(block_size * n)`` (20 MB per block at 5,000 rows), time ``O(n^2 d)``.
+    """
     n = X.shape[0]
     sq = np.asarray(X.multiply(X).sum(axis=1)).ravel() if sp.issparse(X) else np.einsum(
         "ij,ij->i", X, X
@@ -390,18 +394,18 @@ def gaussian_knn_graph(
 ) -> sp.csr_matrix:
     """Symmetric Gaussian-kernel kNN graph of a feature view, as SDSNE and VGMGC build it [4]_.
 
-    Rows are made non-negative-sum comparable (row sums to one, then L2 norm one); with the
-    squared distances ``D`` and their largest value ``D_max`` the similarity of ``i`` and ``j``
-    is ``exp(-(D_ij / D_max)^2 / sigma^2)``; each row keeps its ``n_neighbors`` largest
+    Rows are L2-normalised (for unit rows the row-sum normalisation of SDSNE that precedes it
+    changes nothing, so it is skipped); with the squared distances ``D`` and their largest value
+    ``D_max`` (computed exactly, in row blocks) the similarity of ``i`` and ``j`` is
+    ``exp(-(D_ij / D_max)^2 / sigma^2)``; each row keeps its ``n_neighbors`` largest
     similarities, the node itself counting as one of them (so every node has a self-loop of
-    weight 1), and the result is symmetrised as ``(S + S^T) / 2``. Only kNN lists are formed,
-    never an ``n x n`` matrix.
+    weight 1), and the result is symmetrised as ``(S + S^T) / 2``. The graph is built from kNN
+    lists; no ``n x n`` matrix is stored.
 
     Parameters
     ----------
     X : ndarray or sparse matrix of shape (n_samples, n_features)
-        A feature view. Rows with a non-positive sum are only L2-normalised (real-valued
-        descriptors have no meaningful row sum).
+        A feature view.
     n_neighbors : int, default=15
         Entries kept per row, the node itself included.
     sigma : float, default=0.5
@@ -416,13 +420,8 @@ def gaussian_knn_graph(
     k = int(min(max(n_neighbors, 1), n))
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
-        row_sums = np.asarray(X.sum(axis=1)).ravel()
     else:
         X = np.asarray(X, dtype=np.float64)
-        row_sums = X.sum(axis=1)
-    if np.all(row_sums > 0) and (X.min() >= 0):
-        scale = 1.0 / row_sums
-        X = sp.diags(scale) @ X if sp.issparse(X) else X * scale[:, None]
     from sklearn.preprocessing import normalize
 
     X = normalize(X, norm="l2")
@@ -479,8 +478,9 @@ def personalized_pagerank(
     ``alpha (I - (1 - alpha) At)^{-1}`` is approximated by ``sum_{t <= n_steps} alpha
     (1 - alpha)^t At^t``, computed for blocks of rows (``O(block_size * n)`` memory) and
     truncated to the ``top_k`` largest entries of each row, so the result has at most
-    ``n * top_k`` non-zeros. The truncated series underestimates every entry by at most
-    ``(1 - alpha)^(n_steps + 1)`` in row sum (0.086 for the defaults).
+    ``2 n top_k`` non-zeros after symmetrisation. The series is truncated after ``n_steps``
+    terms; the omitted tail has spectral norm at most ``(1 - alpha)^(n_steps + 1)`` (0.086 for
+    the defaults), since ``At`` has spectral radius at most one.
 
     Parameters
     ----------

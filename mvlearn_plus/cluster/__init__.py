@@ -8,17 +8,26 @@ access, so ``import mvlearn_plus.cluster`` works without torch.
 from mvlearn_plus.cluster._mgf import MultiGraphFusionClustering
 from mvlearn_plus.cluster._mpac import PartitionAlignmentClustering
 
-__all__ = [
-    "MultiGraphFusionClustering",
-    "PartitionAlignmentClustering",
-    "GranularBallContrastiveClustering",
-    "VariationalGraphGeneratorClustering",
-]
+import importlib.util
 
 _DEEP = {
     "GranularBallContrastiveClustering": "mvlearn_plus.cluster._mgbcc",
     "VariationalGraphGeneratorClustering": "mvlearn_plus.cluster._vgmgc",
 }
+
+
+
+def _torch_installed() -> bool:
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# ``from mvlearn_plus.cluster import *`` must keep working without torch.
+__all__ = ["MultiGraphFusionClustering", "PartitionAlignmentClustering"] + (
+    list(_DEEP) if _torch_installed() else []
+)
 
 
 def __getattr__(name):
@@ -30,4 +39,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_DEEP))

@@ -14,6 +14,7 @@ products run as (deterministic) CSR matrix multiplications.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -65,7 +66,14 @@ class EdgeSet:
         return _csr(self.t_crow, self.t_cols, values[self.t_perm], self.n)
 
     def subset(self, index: np.ndarray) -> "EdgeSet":
-        """The edges at positions ``index`` (a new, row-sorted edge set)."""
+        """The edges at positions ``index`` (strictly increasing), as a new edge set.
+
+        Increasing positions keep the row-sorted order, so ``values[index]`` lines up with
+        the subset's edges.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        if index.size > 1 and np.any(np.diff(index) <= 0):
+            raise ValueError("subset positions must be strictly increasing")
         return EdgeSet(self.rows_np[index], self.cols_np[index], self.n, self.device)
 
     def reverse_index(self) -> np.ndarray:
@@ -78,12 +86,28 @@ class EdgeSet:
         return reverse
 
 
-def _csr(crow, cols, values, n):
-    # The pointers are built here from sorted indices, so torch's invariant checks are skipped;
-    # its one-time "CSR support is in beta" notice says nothing about this use and is silenced.
+@contextlib.contextmanager
+def quiet_sparse_csr():
+    """Silence torch's one-time "CSR support is in beta" notice (it says nothing about our use)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        yield
+
+
+def _csr(crow, cols, values, n):
+    # The pointers are built here from sorted indices, so torch's invariant checks are skipped.
+    with quiet_sparse_csr():
         return torch.sparse_csr_tensor(crow, cols, values, (n, n), check_invariants=False)
+
+
+def top_k_per_row(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Mask of each row's ``k`` highest-scoring edges (ties: lower column first)."""
+    order = np.lexsort((cols, -scores, rows))
+    sorted_rows = rows[order]
+    rank = np.arange(order.size) - np.searchsorted(sorted_rows, sorted_rows, side="left")
+    keep = np.zeros(rows.size, dtype=bool)
+    keep[order[rank < k]] = True
+    return keep
 
 
 def _pointers(sorted_rows: np.ndarray, n: int) -> np.ndarray:
@@ -100,8 +124,7 @@ def _dots(A, B, edges: EdgeSet):
     if edges.size == 0:
         return torch.zeros(0, dtype=A.dtype, device=A.device)
     pattern = edges.matrix(torch.zeros(edges.size, dtype=A.dtype, device=A.device))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    with quiet_sparse_csr():
         product = torch.sparse.sampled_addmm(pattern, A.contiguous(), B.T, beta=0.0)
     return product.values()
 
@@ -151,15 +174,18 @@ def edge_dot(A, B, edges: EdgeSet):
 def edge_spmm(values, H, edges: EdgeSet, active_index=None, active_edges=None):
     """``M @ H`` with ``M_ij = values_e`` on edge ``e = (i, j)``; differentiable in both.
 
-    ``active_index`` (positions into ``edges``) declares that every other edge has value 0 in
-    the forward pass, which then runs over the active edges only; the gradient still reaches
-    the values of all edges (what a straight-through estimator needs). ``active_edges`` is
-    ``edges.subset(active_index)`` when the caller already has it.
+    ``active_index`` (strictly increasing positions into ``edges``, as a tensor or array)
+    declares that every other edge has value 0 in the forward pass, which then runs over the
+    active edges only; the gradient still reaches the values of all edges (what a
+    straight-through estimator needs). ``active_edges`` is ``edges.subset(active_index)``
+    when the caller already has it.
     """
     if active_index is None:
         active_index = np.arange(edges.size)
-    active_index = np.asarray(active_index, dtype=np.int64)
     if active_edges is None:
-        active_edges = edges if active_index.size == edges.size else edges.subset(active_index)
-    index = torch.as_tensor(active_index, device=values.device)
-    return _EdgeSpmm.apply(values, H, edges, active_edges, index)
+        positions = active_index.cpu().numpy() if torch.is_tensor(active_index) else active_index
+        active_edges = edges.subset(positions)
+    if not torch.is_tensor(active_index):
+        active_index = torch.as_tensor(np.asarray(active_index, dtype=np.int64),
+                                       device=values.device)
+    return _EdgeSpmm.apply(values, H, edges, active_edges, active_index)

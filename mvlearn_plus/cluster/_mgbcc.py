@@ -21,7 +21,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from mvlearn_plus.cluster._torch import (
     RestartResult,
+    final_loss,
     fit_restarts,
+    kmeans_seed,
     import_torch,
     resolve_device,
     restart_seeds,
@@ -63,7 +65,8 @@ class GranularBallContrastiveClustering(
     Parameters
     ----------
     n_clusters : int, default=8
-        Number of clusters.
+        Number of clusters (1 is accepted, as scikit-learn's checks require, and puts every
+        sample in one cluster).
     latent_dim : int, default=256
         Dimension of every view's code.
     hidden_dims : tuple of int, default=()
@@ -112,8 +115,8 @@ class GranularBallContrastiveClustering(
         distorts text views; ``"none"`` never rescales. The fitted map is reused by
         :meth:`transform`.
     n_init : int, default=1
-        Independent trainings (different seeds); the one with the lowest final training loss is
-        kept. Labels never take part in the choice.
+        Independent trainings (different seeds); the one with the lowest final training loss
+        (mean over its last five epochs) is kept. Labels never take part in the choice.
     variant : {"corrected", "reference"}, default="corrected"
         ``"reference"`` reproduces the official training loop for comparison: scikit-learn
         k-means with ``n_init=10`` and a fixed ``random_state=42`` for the balls (a device-to-host
@@ -139,7 +142,7 @@ class GranularBallContrastiveClustering(
     loss_history_ : list of dict
         Per epoch of the kept run: ``loss``, ``contrastive``, ``reconstruction`` (batch means).
     restart_losses_ : ndarray of shape (n_init,)
-        Final training loss of every restart.
+        Final training loss of every restart (mean over its last five epochs).
     n_epochs_ : int
     device_ : str
     n_views_ : int
@@ -282,6 +285,13 @@ class GranularBallContrastiveClustering(
         device = resolve_device(self.device, type(self).__name__)
         start = time.perf_counter()
 
+        if len(views) == 1:
+            warnings.warn(
+                "GranularBallContrastiveClustering got a single view: there is no cross-view "
+                "contrast, so it trains a plain autoencoder and clusters its codes.",
+                UserWarning,
+                stacklevel=2,
+            )
         views = self._fit_scaling(views)
         data = [_ViewData(v, device) for v in views]
         seeds = restart_seeds(self.random_state, self.n_init)
@@ -290,19 +300,19 @@ class GranularBallContrastiveClustering(
             seeds,
             owner="MGBCC",
         )
-        self._model = best.payload.to("cpu")
-        self._model.eval()
+        # Embed on the training device, then keep a CPU copy for transform and pickling.
+        embedding = self._embed(data, best.payload)
+        self._model = best.payload.to("cpu").eval()
         self.device_ = str(device)
         self.loss_history_ = best.history
         self.restart_losses_ = losses
         self.n_epochs_ = len(best.history)
 
-        embedding = self._embed(data, best.payload)
-        kmeans_seed = int(seeds[int(np.argmin(losses))] % (2**31 - 1))
+        seed = kmeans_seed(best.seed)
         if n > _MINIBATCH_KMEANS_SAMPLES:
-            kmeans = MiniBatchKMeans(c, n_init=3, random_state=kmeans_seed, batch_size=4096)
+            kmeans = MiniBatchKMeans(c, n_init=3, random_state=seed, batch_size=4096)
         else:
-            kmeans = KMeans(c, n_init=10, random_state=kmeans_seed)
+            kmeans = KMeans(c, n_init=10, random_state=seed)
         self.labels_ = kmeans.fit_predict(embedding).astype(np.int64)
         self.cluster_centers_ = kmeans.cluster_centers_.astype(np.float64)
         self.embedding_ = embedding
@@ -394,7 +404,7 @@ class GranularBallContrastiveClustering(
                     xs = [view.rows(rows) for view in data]
                     codes, reconstructions = model(xs)
                     ball_generator.manual_seed(
-                        _mix_seed(seed, restart, epoch, step) if self.variant == "corrected"
+                        _mix_seed(seed, epoch, step) if self.variant == "corrected"
                         else 0
                     )
                     contrastive = self._contrastive_loss(codes, ball_generator)
@@ -413,7 +423,7 @@ class GranularBallContrastiveClustering(
 
             desc = "MGBCC" if self.n_init == 1 else f"MGBCC restart {restart + 1}/{self.n_init}"
             history = run_epochs(self.max_epochs, train_epoch, desc=desc, verbose=self.verbose)
-        return RestartResult(history[-1]["loss"], model, history)
+        return RestartResult(final_loss(history), model, history)
 
     # ---------------------------------------------------------- the ball loss
     def _ball_assignments(self, codes, generator):
@@ -560,17 +570,16 @@ def _torch_kmeans(z, k, generator, n_iter: int = _BALL_KMEANS_ITER):
         return torch.arange(batch, device=z.device)
     squared = torch.sum(z * z, dim=1)
     distances = (squared[:, None] + squared[None, :] - 2.0 * (z @ z.T)).clamp_min_(0.0)
-    first = int(torch.randint(batch, (1,), generator=generator, device=z.device))
+    first = torch.randint(batch, (1,), generator=generator, device=z.device)
     chosen = [first]
-    closest = distances[first].clone()
+    closest = distances[first[0]].clone()
     for _ in range(1, k):
-        total = closest.sum()
-        if total <= 0:
-            break
-        pick = int(torch.multinomial(closest / total, 1, generator=generator))
+        # Duplicated codes (at most k distinct rows are asked for) leave no mass to sample from;
+        # the clamp keeps multinomial valid and the duplicates land in one ball anyway.
+        pick = torch.multinomial(closest.clamp_min(1e-30), 1, generator=generator)
         chosen.append(pick)
-        torch.minimum(closest, distances[pick], out=closest)
-    centres = z[chosen].clone()
+        torch.minimum(closest, distances[pick[0]], out=closest)
+    centres = z[torch.cat(chosen)].clone()
     labels = None
     for _ in range(n_iter):
         # argmin_c ||z - c||^2 = argmin_c (||c||^2 - 2 z.c): one matrix product, no cdist.

@@ -33,6 +33,8 @@ __all__ = [
     "run_epochs",
     "RestartResult",
     "fit_restarts",
+    "final_loss",
+    "kmeans_seed",
     "to_tensor",
 ]
 
@@ -92,9 +94,15 @@ def torch_seed(seed: int, device) -> Iterator[None]:
     keeps a fit reproducible without changing the random state seen by the caller's own code.
     """
     torch = import_torch("mvlearn_plus")
-    devices = [device] if getattr(device, "type", "cpu") == "cuda" else []
+    cuda = getattr(device, "type", "cpu") == "cuda"
+    devices = [device] if cuda else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        # torch.manual_seed would also reseed every CUDA device, which fork_rng restores only
+        # for ``devices``: seed exactly the generators this fit uses.
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
         yield
 
 
@@ -139,6 +147,17 @@ def run_epochs(
     return history
 
 
+#: The restart rule compares the mean training loss over this many final epochs (a single
+#: epoch's loss carries dropout, sampling and batch-order noise).
+FINAL_LOSS_EPOCHS = 5
+
+
+def final_loss(history: List[Dict[str, float]]) -> float:
+    """Mean training loss of the last :data:`FINAL_LOSS_EPOCHS` epochs."""
+    tail = history[-FINAL_LOSS_EPOCHS:]
+    return float(np.mean([record["loss"] for record in tail]))
+
+
 @dataclass
 class RestartResult:
     """What one training run hands back to :func:`fit_restarts`."""
@@ -146,6 +165,7 @@ class RestartResult:
     final_loss: float
     payload: Any
     history: List[Dict[str, float]] = field(default_factory=list)
+    seed: int = 0
 
 
 def fit_restarts(
@@ -156,21 +176,29 @@ def fit_restarts(
 ) -> tuple:
     """Train once per seed and keep the run with the lowest final training loss.
 
-    The rule sees only the training objective, never labels (DeepMVC's label-free protocol).
-    Ties keep the earliest restart.
+    The rule sees only the training objective (:func:`final_loss`), never labels (DeepMVC's
+    label-free protocol). Ties keep the earliest restart. Only the best run so far is kept in
+    memory.
 
     Returns
     -------
     best : RestartResult
+        Its ``seed`` is the seed it was trained with.
     losses : ndarray of shape (n_restarts,)
         The final training loss of every restart, in order.
     """
-    results = []
+    best, losses = None, []
     for index, seed in enumerate(seeds):
         result = fit_once(index, seed)
+        result.seed = int(seed)
         logger.info("%s restart %d/%d: final training loss %.6g", owner, index + 1, len(seeds),
                     result.final_loss)
-        results.append(result)
-    losses = np.array([r.final_loss for r in results], dtype=np.float64)
-    best = int(np.argmin(losses))
-    return results[best], losses
+        losses.append(result.final_loss)
+        if best is None or result.final_loss < best.final_loss:
+            best = result
+    return best, np.array(losses, dtype=np.float64)
+
+
+def kmeans_seed(seed: int) -> int:
+    """The scikit-learn seed of the final k-means of a run trained with ``seed``."""
+    return int(seed % (2**31 - 1))

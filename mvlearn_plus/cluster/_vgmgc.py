@@ -16,10 +16,18 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.preprocessing import normalize as sk_normalize
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mvlearn_plus.cluster._edges import EdgeSet, edge_dot, edge_spmm
+from mvlearn_plus.cluster._edges import (
+    EdgeSet,
+    edge_dot,
+    edge_spmm,
+    quiet_sparse_csr,
+    top_k_per_row,
+)
 from mvlearn_plus.cluster._torch import (
     RestartResult,
+    final_loss,
     fit_restarts,
+    kmeans_seed,
     import_torch,
     resolve_device,
     restart_seeds,
@@ -51,8 +59,9 @@ _FINAL_KMEANS_INIT = 10
 #: k-means restarts of the per-epoch pseudo-labels and of the DEC initialisation (official: 3).
 _PSEUDO_KMEANS_INIT = 3
 _EPS = 1e-10
-#: Sparse path: at most this many input-graph edges per node enter the graph reconstruction of
-#: one epoch (a fresh uniform sample each epoch), as many sampled non-edges beside them.
+#: Sparse path: at most ``_MAX_POSITIVES_PER_NODE * n`` edges of an input graph enter the graph
+#: reconstruction of one epoch (a fresh uniform sample of all its edges each epoch), with as
+#: many sampled non-edges.
 _MAX_POSITIVES_PER_NODE = 20
 
 
@@ -124,13 +133,17 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
     edge_temperature : float, default=0.1
         Edge logits are ``cos(K_i, u_j) / edge_temperature`` (corrected variant).
     graph_k : int, default=10
-        Edges kept per node in the consensus graph (the largest positive logits), before
-        symmetrisation.
+        Edges kept per node in the consensus graph: the ``graph_k`` largest logits, whatever
+        their sign, then symmetrised (a fixed budget instead of a threshold; see Notes).
     candidate_k : int, default=10
-        Sparse path: nearest neighbours in the shared features added to the candidate edges
-        (which also hold every input graph's edges).
+        Sparse path: the candidate edges of a node are, per graph view, its ``candidate_k``
+        neighbours with the most similar shared features (all of them when it has fewer), plus
+        its ``candidate_k`` nearest neighbours in the shared features; at most
+        ``(V + 1) candidate_k`` per node before symmetrisation. ``candidate_k=0`` keeps every
+        input-graph edge and adds no feature neighbours.
     knn_k : int, default=15
-        Neighbours of the Gaussian kNN graphs built for feature views (the node itself counts).
+        Neighbours of the Gaussian kNN graphs built for feature views (the node itself counts,
+        so at least 2).
     hidden_dim, latent_dim : int, default=512, 512
         Widths of the hidden layers and of each view's code.
     dropout : float, default=0.2
@@ -193,8 +206,9 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
     n_views_ : int
         Number of graph views ``V``.
     n_features_per_view_ : tuple of int
-        Widths of the feature matrices passed to ``fit``.
+        Width of the features of each graph view (a matrix shared by all graphs repeats).
     n_features_in_ : int
+        Columns of ``X`` (their total when ``X`` is a list of views).
 
     Notes
     -----
@@ -225,6 +239,20 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
     Feature targets: every view is scaled to [0, 1] (columns divided by their maximum when
     non-negative, min-max otherwise) as the target of its sigmoid decoder; the encoders and the
     generator see the row-sum-normalised scaled features.
+
+    Input graphs: one rule for every graph (the official code and spec 4.5 use a different
+    operator per dataset): nodes without a self-loop get one weighted like their strongest
+    edge, then ``graph_normalization`` (``D^{-1} A`` by default) gives the propagation
+    operator, and the graph's pattern without the diagonal is its reconstruction target and
+    prior. So the personalised-PageRank view of Cora and Citeseer is row-normalised rather
+    than used as it is, and its target is its top-32 pattern rather than ``PPR > 0.01``.
+
+    Further choices, measured on 2 CPU cores: ``max_epochs=150`` (official 10,000 with early
+    stopping on true accuracy; the schedule above reaches its plateau well before); the final
+    k-means uses 10 restarts (official 100); on the sparse path the graph reconstruction of an
+    epoch uses at most ``20 n`` edges of each input graph, drawn uniformly from all its edges
+    (ACM's PLP graph has 2.2 million), with as many sampled non-edges. ``n_clusters=1`` is
+    accepted (scikit-learn's checks fit one cluster) and labels every node 0.
 
     References
     ----------
@@ -268,7 +296,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         "edge_temperature": [Interval(Real, 0, None, closed="neither")],
         "graph_k": [Interval(Integral, 1, None, closed="left")],
         "candidate_k": [Interval(Integral, 0, None, closed="left")],
-        "knn_k": [Interval(Integral, 1, None, closed="left")],
+        "knn_k": [Interval(Integral, 2, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
@@ -390,12 +418,23 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         else:
             graph_list = check_graphs(graphs, n, n_views=len(views) if multiview else None)
         V = len(graph_list)
+        for index, graph in enumerate(graph_list):
+            if graph.nnz == graph.diagonal().astype(bool).sum():
+                warnings.warn(
+                    f"Graph {index} has no edges between distinct nodes; its view carries no "
+                    "graph information (its reconstruction term is skipped).",
+                    UserWarning,
+                    stacklevel=2,
+                )
         feature_views = views if multiview else [views[0]] * V
         shared = views[0] if len(views) == 1 else (
             sp.hstack([sp.csr_matrix(v) for v in views]).tocsr()
             if any(sp.issparse(v) for v in views) else np.hstack(views)
         )
+        # One entry per graph view; a feature matrix shared by V graphs counts V times here,
+        # while n_features_in_ stays the number of columns of X.
         self.n_views_ = V
+        self.n_features_per_view_ = tuple(int(v.shape[1]) for v in feature_views)
         algorithm = self._resolve_algorithm(n)
         self.algorithm_ = algorithm
         device = resolve_device(self.device, type(self).__name__)
@@ -425,8 +464,8 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         self.beliefs_ = np.clip(result["weights"], self.min_belief, self.max_belief)
         self.embedding_ = result["embedding"]
         self.consensus_graph_ = result["consensus"]
-        kmeans_seed = int(seeds[int(np.argmin(losses))] % (2**31 - 1))
-        self.labels_ = KMeans(c, n_init=_FINAL_KMEANS_INIT, random_state=kmeans_seed).fit_predict(
+        self.labels_ = KMeans(c, n_init=_FINAL_KMEANS_INIT,
+                              random_state=kmeans_seed(best.seed)).fit_predict(
             self.embedding_
         ).astype(np.int64)
         edges = self.consensus_graph_.nnz // 2
@@ -482,15 +521,19 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
 
             def train_epoch(epoch):
                 net.train()
-                if pretrain > 0 and epoch == pretrain:
-                    start_clustering()
                 out = net.training_forward(problem, reference)
-                if epoch % interval == 0:
+                # Pretraining and clustering each count their epochs from 0, so the view weights
+                # and the DEC target refresh together, and the weights are fresh when the
+                # centroids are fitted in the weighted space.
+                clustering_on = epoch >= pretrain
+                phase = epoch - pretrain if clustering_on else epoch
+                if phase % interval == 0:
                     state["weights"] = _view_weights(
                         [z.detach() for z in out["codes"]], state["weights"], problem.n_clusters,
                         self.weight_soft, rng,
                     )
-                clustering_on = epoch >= pretrain
+                if pretrain > 0 and epoch == pretrain:
+                    start_clustering()
                 if clustering_on:
                     weights_t = torch.as_tensor(state["weights"], dtype=torch.float32,
                                                 device=problem.device)
@@ -498,7 +541,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
                     q_fused = _student_t(fused, net.centroids[-1])
                     if reference:
                         target = _dec_target(q_fused)
-                    elif state["target"] is None or (epoch - pretrain) % interval == 0:
+                    elif phase % interval == 0:
                         target = _dec_target(q_fused.detach())
                         state["target"] = target
                     else:
@@ -512,7 +555,10 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
                 beliefs = np.clip(state["weights"], self.min_belief, self.max_belief)
                 graph_kl = problem.backend.graph_kl(out["logits"], beliefs, self.temperature,
                                                     reference)
-                kl_weight = min(kl_step * (epoch - pretrain), kl_max) if clustering_on else 0.0
+                # The official ramp starts at 0 (epoch 0 has no clustering loss); after
+                # pretraining the first clustering epoch already has weight kl_step.
+                ramp = phase if reference else phase + 1
+                kl_weight = min(kl_step * ramp, kl_max) if clustering_on else 0.0
                 loss = out["feature"] + self.lambda_elbo * (graph_kl + out["reconstruction"]) \
                     + kl_weight * clustering
                 optimizer.zero_grad(set_to_none=True)
@@ -530,6 +576,10 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
 
             desc = "VGMGC" if self.n_init == 1 else f"VGMGC restart {restart + 1}/{self.n_init}"
             history = run_epochs(self.max_epochs, train_epoch, desc=desc, verbose=self.verbose)
+            if pretrain >= self.max_epochs:
+                logger.info("VGMGC: pretrain_epochs=%d >= max_epochs=%d, so the clustering loss "
+                            "never ran; the labels are k-means on the pretrained codes.",
+                            pretrain, self.max_epochs)
             net.eval()
             with torch.no_grad():
                 codes, consensus = net.encode(problem)
@@ -537,7 +587,7 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
             embedding = np.hstack([w * z.cpu().numpy().astype(np.float64)
                                    for w, z in zip(weights, codes)])
         payload = {"weights": weights, "embedding": embedding, "consensus": consensus}
-        return RestartResult(history[-1]["loss"], payload, history)
+        return RestartResult(final_loss(history), payload, history)
 
 
 # ------------------------------------------------------------------------------ data on device
@@ -552,22 +602,26 @@ class _Problem:
         self.n_views = len(graphs)
         self.n_clusters = n_clusters
         order = estimator.order
+        # Graph views that share one feature matrix share its tensors too (ACM: two graphs, one
+        # matrix), and a single matrix is also the generator's shared input.
         cache = {}
+
+        def prepared(view):
+            if id(view) not in cache:
+                target = _unit_scale(view)
+                features = _row_sum_normalise(target)
+                cache[id(view)] = (to_tensor(_dense(target), device),
+                                   to_tensor(_dense(features), device), features)
+            return cache[id(view)]
+
         self.inputs, self.targets, self.fixed = [], [], []
         operators = [_propagation_operator(g, estimator.graph_normalization) for g in graphs]
         for view, operator in zip(feature_views, operators):
-            key = id(view)
-            if key not in cache:
-                target = _unit_scale(view)
-                cache[key] = (target, _row_sum_normalise(target))
-            target, features = cache[key]
-            self.targets.append(to_tensor(_dense(target), device))
-            self.inputs.append(to_tensor(_dense(features), device))
-            self.fixed.append(_propagate_fixed(operator, self.inputs[-1], order))
-        shared_target = _unit_scale(shared)
-        shared_input = _row_sum_normalise(shared_target)
-        self.shared_target = to_tensor(_dense(shared_target), device)
-        self.shared_input = to_tensor(_dense(shared_input), device)
+            target, features, _ = prepared(view)
+            self.targets.append(target)
+            self.inputs.append(features)
+            self.fixed.append(_propagate_fixed(operator, features, order))
+        self.shared_target, self.shared_input, shared_input = prepared(shared)
         patterns = [_binary_pattern(g) for g in graphs]
         self.patterns = patterns
         if algorithm == "dense":
@@ -670,10 +724,7 @@ def _top_neighbours_by_similarity(pattern, unit, k):
     features = to_tensor(_dense(unit), torch.device("cpu"))
     similarity = edge_dot(features, features, edges).numpy()
     rows, cols = edges.rows_np, edges.cols_np
-    order = np.lexsort((cols, -similarity, rows))
-    rows, cols = rows[order], cols[order]
-    starts = np.searchsorted(rows, rows, side="left")
-    keep = (np.arange(rows.size) - starts) < k
+    keep = top_k_per_row(rows, cols, similarity, k)
     return sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(n, n))
 
 
@@ -729,9 +780,11 @@ class _DenseBackend:
         prior = _prior(beliefs, self.targets)
         return _bernoulli_kl(relaxed, prior)[self.off_diagonal].mean()
 
-    def reconstruction(self, code, view, generator):
+    def reconstruction(self, code, view):
         logits = code @ code.T
         target = self.targets[view]
+        if not self.reference and not bool(target.any()):
+            return torch.zeros((), device=code.device)
         if self.reference:
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.binary_cross_entropy_with_logits(
@@ -758,12 +811,13 @@ class _DenseConsensus:
 
     def edge_count(self):
         hard = self.hard * (1 - torch.eye(self.hard.shape[0], device=self.hard.device))
-        return int(hard.sum().item()) // 2
+        return int(torch.maximum(hard, hard.T).sum().item()) // 2
 
     def to_csr(self):
         hard = self.hard.cpu().numpy().astype(np.float64)
         np.fill_diagonal(hard, 0.0)
-        return sp.csr_matrix(hard)
+        # The reference rule is not symmetric; the reported graph is (max(A, A^T)).
+        return sp.csr_matrix(np.maximum(hard, hard.T))
 
 
 class _DenseStraightThrough(torch.autograd.Function):
@@ -778,8 +832,7 @@ class _DenseStraightThrough(torch.autograd.Function):
     def forward(ctx, straight, H, hard, hard_t, inverse_degree):
         ctx.save_for_backward(H, inverse_degree)
         ctx.hard_t = hard_t
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        with quiet_sparse_csr():
             return inverse_degree[:, None] * (hard @ H)
 
     @staticmethod
@@ -789,8 +842,7 @@ class _DenseStraightThrough(torch.autograd.Function):
         grad_straight = scaled @ H.T if ctx.needs_input_grad[0] else None
         grad_H = None
         if ctx.needs_input_grad[1]:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            with quiet_sparse_csr():
                 grad_H = ctx.hard_t @ scaled
         return grad_straight, grad_H, None, None, None
 
@@ -824,12 +876,7 @@ class _SparseBackend:
 
     def hard_edges(self, logits):
         S = logits.detach().cpu().numpy()
-        rows = self.candidates.rows_np
-        order = np.lexsort((-S, rows))
-        starts = self.candidates.crow.cpu().numpy()[rows[order]]
-        rank = np.arange(order.size) - starts
-        chosen = np.zeros(S.size, dtype=bool)
-        chosen[order[(rank < self.graph_k)]] = True
+        chosen = top_k_per_row(self.candidates.rows_np, self.candidates.cols_np, S, self.graph_k)
         hard = torch.as_tensor(chosen, device=logits.device)
         hard = hard | hard[self.reverse]
         return hard.to(logits.dtype)
@@ -848,8 +895,10 @@ class _SparseBackend:
         relaxed = _relaxed_logits(logits, temperature)
         return _bernoulli_kl(relaxed, _prior(beliefs, self.targets)).mean()
 
-    def reconstruction(self, code, view, generator):
+    def reconstruction(self, code, view):
         edges = self.target_edges[view]
+        if edges.size == 0:
+            return torch.zeros((), device=code.device)
         cap = _MAX_POSITIVES_PER_NODE * self.n
         if not self.all_negatives and edges.size > cap:
             chosen = torch.randperm(edges.size)[:cap].numpy()
@@ -858,14 +907,15 @@ class _SparseBackend:
         if self.all_negatives:
             negatives = self._all_non_edges(view)
         else:
-            negatives = self._sampled_non_edges(view, edges.size, generator)
+            negatives = self._sampled_non_edges(view, edges.size)
         negative_logits = edge_dot(code, code, negatives) if negatives.size else positives[:0]
         logits = torch.cat([positives, negative_logits])
         target = torch.cat([torch.ones_like(positives), torch.zeros_like(negative_logits)])
         return F.binary_cross_entropy_with_logits(logits, target)
 
-    def _sampled_non_edges(self, view, count, generator):
-        pairs = torch.randint(self.n, (2, max(count, 1)), generator=generator).numpy()
+    def _sampled_non_edges(self, view, count):
+        # torch's global generator: seeded per fit by torch_seed, like dropout and edge noise
+        pairs = torch.randint(self.n, (2, max(count, 1))).numpy()
         rows, cols = pairs
         keys = rows.astype(np.int64) * self.n + cols
         known = self.target_keys[view]
@@ -893,7 +943,7 @@ class _SparseConsensus:
         # Forward values are exactly zero off the hard edges (straight-through), so the
         # products run over the hard edges; gradients still reach every candidate.
         self.active_edges = edges.subset(active)
-        self.active = active
+        self.active = torch.as_tensor(active, device=values.device)
 
     def propagate(self, features, order):
         result = features
@@ -1014,7 +1064,7 @@ class _Network(nn.Module):
             z = self.view_code(problem, v, consensus)
             code = F.normalize(z, dim=1)
             codes.append(code)
-            reconstruction = reconstruction + backend.reconstruction(code, v, None)
+            reconstruction = reconstruction + backend.reconstruction(code, v)
             decoded = self.decoders[v](F.relu(z))
             feature = feature + F.binary_cross_entropy_with_logits(decoded, problem.targets[v])
             view_shared = F.binary_cross_entropy_with_logits(shared_logits, problem.shared_target)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from typing import TYPE_CHECKING
 
 import mvlearn_plus
 
@@ -222,7 +222,8 @@ def load_dataset(name: str, *, data_home: str | os.PathLike[str] | None = None) 
     ----------
     name : str
         A name from :func:`list_datasets`. Case and ``-``/``_`` are ignored, so
-        ``"MNIST-USPS"`` finds ``"mnist_usps"``. Shipped names take precedence over user files.
+        ``"MNIST-USPS"`` finds ``"mnist_usps"``. Shipped names (the graph data sets included)
+        take precedence over user files: load a user's ``cora.mat`` with :func:`load_mat`.
     data_home : str or os.PathLike, optional
         Folder of the user's own ``.mat`` files (default: ``$MVLEARN_PLUS_DATA``). A name found
         there is read with :func:`load_mat`.

@@ -247,7 +247,8 @@ def load_npz(path: str | os.PathLike[str], *, name: str | None = None):
     if not path.is_file():
         raise FileNotFoundError(f"No such .npz file: {str(path)!r}.")
     try:
-        archive = dict(np.load(path, allow_pickle=False))
+        with np.load(path, allow_pickle=False) as opened:
+            archive = {key: opened[key] for key in opened.files}
     except Exception as exc:  # noqa: BLE001 - zip and format errors all mean "unreadable"
         raise ValueError(f"{str(path)!r} is not a readable .npz archive: {exc}") from exc
     adjacency = _csr_from_parts(archive, "adj", path).astype(np.float64)
@@ -259,7 +260,15 @@ def load_npz(path: str | os.PathLike[str], *, name: str | None = None):
         raise ValueError(f"{str(path)!r} has no node attributes (attr_* or attr_matrix); "
                          f"keys found: {sorted(archive)}.")
     if "labels_data" in archive:
-        labels = np.asarray(_csr_from_parts(archive, "labels", path).argmax(axis=1)).ravel()
+        onehot = _csr_from_parts(archive, "labels", path)
+        unlabelled = np.flatnonzero(onehot.getnnz(axis=1) == 0)
+        if unlabelled.size:
+            raise ValueError(
+                f"{str(path)!r}: {unlabelled.size} nodes have no label (all-zero rows of the "
+                f"one-hot label matrix, e.g. node {unlabelled[0]}); remove them or give them a "
+                "class."
+            )
+        labels = np.asarray(onehot.argmax(axis=1)).ravel()
     elif "labels" in archive:
         labels = np.asarray(archive["labels"]).ravel()
     else:

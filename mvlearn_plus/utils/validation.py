@@ -242,7 +242,9 @@ def check_graphs(graphs: Any, n_samples: int, *, n_views: int | None = None) -> 
         if graph is None:
             raise ValueError(f"{name} is None; expected an (n, n) adjacency matrix.")
         if sp.issparse(graph):
-            matrix = sp.csr_matrix(graph, dtype=np.float64)
+            # A copy: the clean-up below (duplicates, explicit zeros, order) must not rewrite
+            # the caller's matrix.
+            matrix = sp.csr_matrix(graph, dtype=np.float64, copy=True)
         else:
             try:
                 array = np.asarray(graph, dtype=np.float64)

@@ -201,7 +201,7 @@ def test_data_home_argument(tmp_path):
     _write_user_file(tmp_path / "My-Data.mat")
     (tmp_path / "notes.txt").write_text("not a data set")
 
-    assert list_datasets(data_home=tmp_path) == sorted([*EXPECTED, "My-Data"])
+    assert list_datasets(data_home=tmp_path, kind="features") == sorted([*EXPECTED, "My-Data"])
     data = load_dataset("my_data", data_home=tmp_path)
     assert data.name == "My-Data"
     assert [v.shape for v in data.views] == [(12, 4), (12, 3)]
@@ -220,7 +220,7 @@ def test_data_home_environment_variable(monkeypatch, tmp_path):
 
 
 def test_missing_data_home_is_tolerated(tmp_path):
-    assert list_datasets(data_home=tmp_path / "absent") == sorted(EXPECTED)
+    assert list_datasets(data_home=tmp_path / "absent", kind="features") == sorted(EXPECTED)
     with pytest.raises(ValueError, match="absent"):
         load_dataset("mine", data_home=tmp_path / "absent")
 

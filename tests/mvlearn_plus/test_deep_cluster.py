@@ -150,13 +150,23 @@ def test_mgbcc_sparse_views_equal_dense_views():
     np.testing.assert_allclose(dense.embedding_, sparse.embedding_, atol=1e-5)
 
 
-def test_mgbcc_restarts_keep_the_lowest_final_loss():
+def test_mgbcc_restarts_keep_the_lowest_final_loss(monkeypatch):
+    from mvlearn_plus.cluster import _mgbcc
+    from mvlearn_plus.cluster._torch import final_loss, restart_seeds
+
     views, _ = planted_views(n=120)
     model = GranularBallContrastiveClustering(
-        n_clusters=4, n_init=3, random_state=0, **SMALL_MGBCC
+        n_init=3, n_clusters=4, random_state=0, **SMALL_MGBCC
     ).fit(views)
-    assert model.restart_losses_.shape == (3,)
-    assert model.loss_history_[-1]["loss"] == pytest.approx(model.restart_losses_.min())
+    assert model.restart_losses_.shape == (3,) and len(set(model.restart_losses_)) == 3
+    best = int(np.argmin(model.restart_losses_))
+    assert final_loss(model.loss_history_) == pytest.approx(model.restart_losses_[best])
+    # the kept model is the one trained with that restart's seed, alone
+    seed = restart_seeds(0, 3)[best]
+    monkeypatch.setattr(_mgbcc, "restart_seeds", lambda random_state, n_init: [seed])
+    alone = GranularBallContrastiveClustering(n_clusters=4, random_state=0, **SMALL_MGBCC)
+    np.testing.assert_array_equal(alone.fit(views).embedding_, model.embedding_)
+    np.testing.assert_array_equal(alone.labels_, model.labels_)
 
 
 def test_mgbcc_ball_loss_matches_a_hand_computed_case():
@@ -365,11 +375,11 @@ def test_clear_errors_for_bad_features(Estimator, params):
         Estimator(n_clusters=2, **params).fit([views[0], bad])
     with pytest.raises(ValueError, match="too few samples"):
         Estimator(n_clusters=50, **params).fit(views)
-    with pytest.raises(ValueError, match="CUDA is not available|cuda"):
-        if not torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
             Estimator(n_clusters=2, **{**params, "device": "cuda"}).fit(views)
-        else:  # pragma: no cover - only on GPU machines
-            raise ValueError("cuda available: nothing to check")
+    with pytest.raises(ValueError, match="not a valid torch device|not supported"):
+        Estimator(n_clusters=2, **{**params, "device": "tpu"}).fit(views)
 
 
 def test_vgmgc_clear_errors_for_bad_graphs():
@@ -410,6 +420,8 @@ def test_spectral_estimators_import_without_torch():
         "from mvlearn_plus.cluster import MultiGraphFusionClustering\n"
         "X = np.random.RandomState(0).normal(size=(30, 4))\n"
         "MultiGraphFusionClustering(n_clusters=2, random_state=0).fit(X)\n"
+        "from mvlearn_plus.cluster import *\n"
+        "assert 'GranularBallContrastiveClustering' not in dir() \n"
         "try:\n"
         "    c.GranularBallContrastiveClustering\n"
         "except ImportError as exc:\n"
@@ -420,3 +432,79 @@ def test_spectral_estimators_import_without_torch():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_both_estimators_train_on_cuda_and_predict_on_cpu():
+    views, y = planted_views(n=160)
+    mgbcc = GranularBallContrastiveClustering(
+        n_clusters=4, random_state=0, **{**SMALL_MGBCC, "device": "cuda"}).fit(views)
+    assert mgbcc.device_.startswith("cuda")
+    assert clustering_accuracy(y, mgbcc.predict(views)) > 0.9
+    X, graphs, yg = planted_graphs()
+    for algorithm in ("dense", "sparse"):
+        vgmgc = VariationalGraphGeneratorClustering(
+            n_clusters=3, random_state=0, algorithm=algorithm,
+            **{**SMALL_VGMGC, "device": "cuda", "max_epochs": 60, "pretrain_epochs": 30},
+        ).fit(X, graphs=graphs)
+        assert clustering_accuracy(yg, vgmgc.labels_) > 0.8
+
+
+def test_vgmgc_views_without_edges_are_handled():
+    X, graphs, y = planted_graphs(n=90)
+    empty = sp.csr_matrix((90, 90))
+    for algorithm in ("dense", "sparse"):
+        with pytest.warns(UserWarning, match="Graph 1 has no edges"):
+            model = VariationalGraphGeneratorClustering(
+                n_clusters=3, random_state=0, algorithm=algorithm, **SMALL_VGMGC
+            ).fit(X, graphs=[graphs[0], empty])
+        assert np.isfinite([r["loss"] for r in model.loss_history_]).all()
+
+
+def test_vgmgc_schedule_pretraining_then_clustering():
+    X, graphs, _ = planted_graphs(n=60)
+    model = VariationalGraphGeneratorClustering(
+        n_clusters=3, random_state=0, **{**SMALL_VGMGC, "max_epochs": 14, "pretrain_epochs": 10}
+    ).fit(X, graphs=graphs)
+    weights = [r["kl_weight"] for r in model.loss_history_]
+    assert weights[:10] == [0.0] * 10
+    np.testing.assert_allclose(weights[10:], [0.05, 0.10, 0.15, 0.20])
+    assert all(r["clustering"] == 0 for r in model.loss_history_[:10])
+    assert all(r["clustering"] > 0 for r in model.loss_history_[10:])
+    only_pretraining = VariationalGraphGeneratorClustering(
+        n_clusters=3, random_state=0, **{**SMALL_VGMGC, "max_epochs": 5, "pretrain_epochs": 10}
+    ).fit(X, graphs=graphs)
+    assert only_pretraining.labels_.shape == (60,)
+    reference = VariationalGraphGeneratorClustering(
+        n_clusters=3, random_state=0, variant="reference", **{**SMALL_VGMGC, "max_epochs": 3}
+    ).fit(X, graphs=graphs)
+    assert [r["kl_weight"] for r in reference.loss_history_] == [0.0, 5.0, 10.0]
+
+
+def test_vgmgc_symmetric_normalisation_and_candidate_bound():
+    from mvlearn_plus.cluster._vgmgc import _candidate_pattern, _binary_pattern
+
+    X, graphs, y = planted_graphs(n=90)
+    model = VariationalGraphGeneratorClustering(
+        n_clusters=3, random_state=0, graph_normalization="sym", algorithm="sparse",
+        **SMALL_VGMGC).fit(X, graphs=graphs)
+    assert clustering_accuracy(y, model.labels_) > 0.6
+    dense_graph = sp.csr_matrix(np.ones((90, 90)) - np.eye(90))
+    candidates = _candidate_pattern([_binary_pattern(dense_graph)], X / X.sum(1, keepdims=True),
+                                    4)
+    # per node: 4 graph neighbours + 4 feature neighbours before symmetrisation
+    assert candidates.nnz <= 2 * 8 * 90 and (candidates != candidates.T).nnz == 0
+
+
+def test_vgmgc_sampled_negatives_are_non_edges():
+    from mvlearn_plus.cluster._vgmgc import _binary_pattern, _SparseBackend
+
+    X, graphs, _ = planted_graphs(n=60)
+    estimator = VariationalGraphGeneratorClustering(**SMALL_VGMGC)
+    patterns = [_binary_pattern(g) for g in graphs]
+    backend = _SparseBackend(patterns, patterns[0], estimator, torch.device("cpu"))
+    negatives = backend._sampled_non_edges(0, 2000)
+    assert negatives.size > 1000
+    dense = patterns[0].toarray()
+    assert not dense[negatives.rows_np, negatives.cols_np].any()
+    assert np.all(negatives.rows_np != negatives.cols_np)

@@ -261,6 +261,32 @@ def test_add_self_loops_only_where_missing():
     np.testing.assert_array_equal(np.diag(looped), [2.0, 5.0, 1.0])
 
 
+def test_gaussian_knn_graph_matches_a_brute_force_kernel():
+    rng = np.random.RandomState(1)
+    X = rng.rand(30, 4)
+    S = gaussian_knn_graph(X, 6, sigma=0.5).toarray()
+    unit = X / X.sum(1, keepdims=True)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    D = ((unit[:, None] - unit[None]) ** 2).sum(-1)
+    K = np.exp(-(D / D.max()) ** 2 / 0.25)
+    kept = np.zeros_like(K)
+    for i in range(30):
+        top = np.argsort(D[i])[:6]  # the node itself and its 5 nearest
+        kept[i, top] = K[i, top]
+    np.testing.assert_allclose(S, (kept + kept.T) / 2 + np.diag(1 - np.diag((kept + kept.T) / 2)),
+                               atol=1e-6)
+
+
+def test_check_graphs_leaves_its_input_unchanged():
+    A = sp.csr_matrix((np.array([1.0, 0.0, 2.0, 2.0]), np.array([1, 2, 0, 0]),
+                       np.array([0, 2, 4, 4])), shape=(3, 3))
+    before = (A.data.copy(), A.indices.copy(), A.indptr.copy())
+    with pytest.warns(UserWarning):
+        check_graphs([A], 3)
+    for got, expected in zip((A.data, A.indices, A.indptr), before):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_check_graphs_validates_and_symmetrises():
     good = sp.csr_matrix(np.array([[0, 1.0], [1.0, 0]]))
     assert len(check_graphs([good, good.toarray()], 2)) == 2
