@@ -562,16 +562,7 @@ def write_report(datasets, seeds, cap, slow=60.0, slow_seeds=3) -> None:
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
-def _parse_seeds(text: str) -> list:
-    seeds = []
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-")
-            seeds.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            seeds.append(int(part))
-    return sorted(set(seeds))
+_parse_seeds = _common.parse_seeds
 
 
 def _parse_names(text, allowed, what):

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mvlearn_plus.cluster._torch import (
     RestartResult,
+    TorchEstimatorMixin,
     final_loss,
     fit_restarts,
     kmeans_seed,
@@ -50,7 +51,8 @@ _BALL_KMEANS_ITER = 20
 
 
 class GranularBallContrastiveClustering(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+    TorchEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
+    BaseEstimator,
 ):
     """Multi-view granular-ball contrastive clustering (MGBCC).
 
@@ -254,12 +256,6 @@ class GranularBallContrastiveClustering(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.non_deterministic = self.device != "cpu"
-        return tags
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):

@@ -36,7 +36,19 @@ __all__ = [
     "final_loss",
     "kmeans_seed",
     "to_tensor",
+    "TorchEstimatorMixin",
 ]
+
+
+class TorchEstimatorMixin:
+    """scikit-learn tags shared by the torch estimators (put it left of ``BaseEstimator``)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        # Bit-identical results are promised on the CPU only (CUDA kernels may reorder sums).
+        tags.non_deterministic = self.device != "cpu"
+        return tags
 
 
 def import_torch(owner: str):

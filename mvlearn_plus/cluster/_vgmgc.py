@@ -25,6 +25,7 @@ from mvlearn_plus.cluster._edges import (
 )
 from mvlearn_plus.cluster._torch import (
     RestartResult,
+    TorchEstimatorMixin,
     final_loss,
     fit_restarts,
     kmeans_seed,
@@ -85,7 +86,7 @@ class _Transductive:
         )
 
 
-class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
+class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, BaseEstimator):
     """Variational graph generator for multi-view graph clustering (VGMGC).
 
     ``V`` graphs over the same ``n`` nodes carry node features. A generator infers one
@@ -378,12 +379,6 @@ class VariationalGraphGeneratorClustering(ClusterMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.non_deterministic = self.device != "cpu"
-        return tags
 
     predict = _Transductive()
 
