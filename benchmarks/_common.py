@@ -251,7 +251,16 @@ def load_jsonl(path: Path) -> List[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            # a run killed while writing leaves a partial last line: skip it, say so
+            logger.warning("%s:%d is not a complete JSON record; skipped", path, number)
+    return records
 
 
 def append_jsonl(record: dict, path: Path) -> None:
@@ -274,6 +283,8 @@ def parse_seeds(text: str) -> List[int]:
             seeds.extend(range(int(lo), int(hi) + 1))
         elif part:
             seeds.append(int(part))
+    if not seeds:
+        raise ValueError(f"no seeds in {text!r}; write them like '0-4' or '0,2,5'")
     return sorted(set(seeds))
 
 
@@ -302,9 +313,29 @@ def run_capped(function, args, cap: float):
     child.close()
     # Imports and data loading happen before the fit: allow them a little extra.
     if parent.poll(cap + 60):
-        status, payload = parent.recv()
+        try:
+            status, payload = parent.recv()
+        except (EOFError, OSError):
+            # the child died without answering (killed for memory, a crash in native code)
+            proc.join(30)
+            return "error", f"the child process exited with code {proc.exitcode} and no result"
         proc.join(30)
         return status, payload
     proc.kill()
     proc.join(30)
     return "timeout", time.perf_counter() - start
+
+
+def code_version() -> dict:
+    """The commit the results come from, and whether the working tree had changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mvlearn_plus"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "dirty": dirty}

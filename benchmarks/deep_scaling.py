@@ -2,10 +2,12 @@
 
 * **MGBCC** on the synthetic data of ``scaling.py`` (3 views x 50 dims, 10 planted clusters,
   noise 2.5, z-scored) for n = 1,000 ... 100,000, at its defaults except ``max_epochs`` (20,
-  the same at every n, so that the time per fit shows how an epoch grows with n).
+  the same at every n, so that the time per fit shows how an epoch grows with n); and once at
+  n = 100,000 with all defaults (150 epochs), which is what the target is judged on.
 * **VGMGC** on a synthetic attributed multi-graph: 10 planted clusters, three graph views
-  drawn as stochastic block models (average degree 12, a different share of cross-cluster edges
-  in each: 25 %, 40 %, 55 %) and 100 binary node features (each cluster switches on its own
+  drawn as stochastic block models (average degree 12; in each a different share of the edges,
+  25 %, 40 % or 55 %, gets a uniformly random end, about nine tenths of which fall in
+  another cluster) and 100 binary node features (each cluster switches on its own
   20 words with probability 0.15, every word is on with probability 0.02). ``algorithm="sparse"``
   at every n (the dense path is ``O(n^2)``), all other parameters at their defaults
   (150 epochs), n = 1,000 ... 20,000.
@@ -62,6 +64,8 @@ PLOT = RESULTS / "deep_scaling.png"
 MGBCC_NS = (1000, 5000, 20000, 50000, 100000)
 VGMGC_NS = (1000, 2000, 5000, 10000, 20000)
 MGBCC_EPOCHS = 20
+#: The target fit: MGBCC with every default (150 epochs) at n = 100,000.
+FULL_MGBCC, TARGET_MGBCC_N = "MGBCC (150 epochs)", 100000
 N_CLUSTERS = 10
 GRAPH_DEGREE, GRAPH_NOISE = 12, (0.25, 0.40, 0.55)
 N_WORDS, WORDS_PER_CLUSTER = 100, 20
@@ -119,11 +123,12 @@ def child(spec: dict) -> dict:
         out["peak_rss_mb"] = _rss_mb()
         return out
     start = time.perf_counter()
-    if method == "MGBCC":
+    if method.startswith("MGBCC"):
         from mvlearn_plus.cluster import GranularBallContrastiveClustering
 
         model = GranularBallContrastiveClustering(
-            n_clusters=N_CLUSTERS, max_epochs=MGBCC_EPOCHS, random_state=seed, device="cpu"
+            n_clusters=N_CLUSTERS, max_epochs=spec.get("epochs", MGBCC_EPOCHS),
+            random_state=seed, device="cpu",
         ).fit(views)
     else:
         from mvlearn_plus.cluster import VariationalGraphGeneratorClustering
@@ -163,14 +168,20 @@ def log(message: str) -> None:
     print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
-def run_all(max_n: int, timeout: float) -> None:
-    done = {(r["method"], r["n"]) for r in load_jsonl(JSONL)}
+def run_all(max_n: int, timeout: float, retry_failed: bool = False) -> None:
+    records = load_jsonl(JSONL)
+    done = {(r["method"], r["n"]) for r in records
+            if r["status"] == "ok" or not retry_failed}
     jobs = [(m, n) for family, ns in (("MGBCC", MGBCC_NS), ("VGMGC", VGMGC_NS)) for n in ns
             for m in (f"{family} baseline", family)]
+    jobs.append((FULL_MGBCC, TARGET_MGBCC_N))
     for method, n in jobs:
         if n > max_n or (method, n) in done:
             continue
-        result = run_child({"method": method, "n": n, "seed": 0}, timeout)
+        spec = {"method": method, "n": n, "seed": 0}
+        if method == FULL_MGBCC:
+            spec["epochs"] = 150
+        result = run_child(spec, timeout if method != FULL_MGBCC else 2 * timeout)
         record = {"method": method, "n": n, "seed": 0, **result,
                   "date": datetime.datetime.now().isoformat(timespec="seconds")}
         append_jsonl(record, JSONL)
@@ -184,17 +195,27 @@ def run_all(max_n: int, timeout: float) -> None:
 def write_report() -> None:
     import matplotlib.pyplot as plt
 
-    records = [r for r in load_jsonl(JSONL) if r["status"] == "ok"]
-    by = {(r["method"], r["n"]): r for r in records}
+    all_records = load_jsonl(JSONL)
+    by = {(r["method"], r["n"]): r for r in all_records}
     lines = [
         "# Scaling of the deep estimators (MGBCC, VGMGC)",
         "",
         f"Generated {datetime.date.today().isoformat()} by `benchmarks/deep_scaling.py` on "
-        f"{platform.machine()}, 2 threads per fit, one fresh process per fit. Peak RSS "
-        "includes the interpreter, torch and the data; the baseline column is a child that only "
-        "imports and builds the data.",
+        f"{platform.machine()}, 2 threads per fit, one fresh process per fit, nothing else "
+        "running. Peak RSS includes the interpreter, torch and the data; the baseline column is "
+        "a child that only imports and builds the data.",
         "",
     ]
+
+    def row(n, r, b):
+        if r is None:
+            return f"| {n:,} | not run | | | | | |"
+        if r["status"] != "ok":
+            return f"| {n:,} | {r['status']}: {r['reason']} | | | | | |"
+        base = f"{b['peak_rss_mb']:.0f}" if b and b["status"] == "ok" else "n/a"
+        return (f"| {n:,} | {r['time']:.1f} | {1000 * r['time'] / n:.2f} | "
+                f"{r['peak_rss_mb']:.0f} | {base} | {r['acc']:.3f} | {r['nmi']:.3f} |")
+
     for family, ns, note in (
         ("MGBCC", MGBCC_NS, f"3 views x 50 dims, 10 clusters, defaults, {MGBCC_EPOCHS} epochs"),
         ("VGMGC", VGMGC_NS, "3 SBM graph views + 100 binary features, 10 clusters, sparse path, "
@@ -203,40 +224,50 @@ def write_report() -> None:
         lines += [f"## {family} ({note})", "",
                   "| n | fit time (s) | time / n (ms) | peak RSS (MB) | baseline RSS (MB) | ACC | "
                   "NMI |", "|---|---|---|---|---|---|---|"]
-        for n in ns:
-            r, b = by.get((family, n)), by.get((f"{family} baseline", n))
-            if r is None:
-                lines.append(f"| {n:,} | n/a | | | | | |")
-                continue
-            lines.append(
-                f"| {n:,} | {r['time']:.1f} | {1000 * r['time'] / n:.2f} | "
-                f"{r['peak_rss_mb']:.0f} | {b['peak_rss_mb'] if b else float('nan'):.0f} | "
-                f"{r['acc']:.3f} | {r['nmi']:.3f} |")
+        lines += [row(n, by.get((family, n)), by.get((f"{family} baseline", n))) for n in ns]
+        if family == "MGBCC":
+            lines += ["", f"All defaults (150 epochs) at n = {TARGET_MGBCC_N:,}:", "",
+                      "| n | fit time (s) | time / n (ms) | peak RSS (MB) | baseline RSS (MB) | "
+                      "ACC | NMI |", "|---|---|---|---|---|---|---|",
+                      row(TARGET_MGBCC_N, by.get((FULL_MGBCC, TARGET_MGBCC_N)),
+                          by.get(("MGBCC baseline", TARGET_MGBCC_N)))]
         lines.append("")
     lines += ["## Targets", ""]
-    for family, n, mem in (("MGBCC", 100000, None), ("VGMGC", 20000, VGMGC_TARGET_MEM_MB)):
-        r = by.get((family, n))
+    for method, n, mem in ((FULL_MGBCC, TARGET_MGBCC_N, None),
+                           ("VGMGC", 20000, VGMGC_TARGET_MEM_MB)):
+        r = by.get((method, n))
+        budget = f"{TARGET_TIME_S / 60:.0f} min" + (f" and {mem / 1024:.0f} GB" if mem else "")
         if r is None:
-            lines.append(f"* {family} at n = {n:,}: not run yet.")
+            lines.append(f"* {method} at n = {n:,} (target: under {budget}): not run yet.")
+            continue
+        if r["status"] != "ok":
+            lines.append(f"* {method} at n = {n:,} (target: under {budget}): **FAIL** "
+                         f"({r['status']}: {r['reason']}).")
             continue
         ok = r["time"] < TARGET_TIME_S and (mem is None or r["peak_rss_mb"] < mem)
-        budget = f"{TARGET_TIME_S / 60:.0f} min" + (f" and {mem / 1024:.0f} GB" if mem else "")
-        lines.append(f"* {family} at n = {n:,}: {r['time']:.0f} s, {r['peak_rss_mb']:.0f} MB "
+        lines.append(f"* {method} at n = {n:,}: {r['time']:.0f} s, {r['peak_rss_mb']:.0f} MB "
                      f"peak RSS, ACC {r['acc']:.3f} (target: under {budget}): "
                      f"**{'PASS' if ok else 'FAIL'}**.")
     REPORT.write_text("\n".join(lines) + "\n")
+    records = [r for r in all_records if r["status"] == "ok"]
+    by_ok = {(r["method"], r["n"]): r for r in records}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for family, ns in (("MGBCC", MGBCC_NS), ("VGMGC", VGMGC_NS)):
-        xs = [n for n in ns if (family, n) in by]
+        xs = [n for n in ns if (family, n) in by_ok]
         if not xs:
             continue
-        axes[0].loglog(xs, [by[(family, n)]["time"] for n in xs], "o-", label=family)
-        axes[1].loglog(xs, [by[(family, n)]["peak_rss_mb"] for n in xs], "o-", label=family)
+        label = f"{family} ({MGBCC_EPOCHS} epochs)" if family == "MGBCC" else f"{family} (sparse)"
+        axes[0].loglog(xs, [by_ok[(family, n)]["time"] for n in xs], "o-", label=label)
+        axes[1].loglog(xs, [by_ok[(family, n)]["peak_rss_mb"] for n in xs], "o-", label=label)
+    full = by_ok.get((FULL_MGBCC, TARGET_MGBCC_N))
+    if full:
+        axes[0].loglog([TARGET_MGBCC_N], [full["time"]], "s", label=FULL_MGBCC)
+        axes[1].loglog([TARGET_MGBCC_N], [full["peak_rss_mb"]], "s", label=FULL_MGBCC)
     for ax, ylabel in zip(axes, ("fit time (s)", "peak RSS (MB)")):
         ax.set_xlabel("n (samples / nodes)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     axes[0].axhline(TARGET_TIME_S, color="grey", ls="--", lw=1)
     fig.suptitle("Deep estimators: fit time and memory vs n (2 CPU threads)")
     fig.tight_layout()
@@ -250,13 +281,15 @@ def main() -> None:
     parser.add_argument("--max-n", type=int, default=100000)
     parser.add_argument("--timeout", type=float, default=1500.0, help="seconds per child")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run again the fits recorded as failed or timed out")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return
     if not args.report_only:
-        run_all(args.max_n, args.timeout)
+        run_all(args.max_n, args.timeout, args.retry_failed)
     write_report()
 
 

@@ -82,7 +82,8 @@ def main() -> None:
           f"{', '.join(f'{n} ({g.nnz} entries)' for n, g in zip(acm.graph_names, acm.graphs))}")
     vgmgc = VariationalGraphGeneratorClustering(
         n_clusters=acm.n_clusters, max_epochs=args.vgmgc_epochs,
-        pretrain_epochs=min(50, args.vgmgc_epochs), random_state=0, verbose=args.verbose,
+        # the default ratio: a third of the epochs pretrain the autoencoder (50 of 150)
+        pretrain_epochs=max(1, args.vgmgc_epochs // 3), random_state=0, verbose=args.verbose,
     ).fit(acm.data, graphs=acm.graphs)
     report("VGMGC on ACM", acm.target, vgmgc.labels_)
     print(f"  view weights {np.round(vgmgc.view_weights_, 3)} (PAP, PLP); consensus graph "
