@@ -491,8 +491,9 @@ def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.
     Parameters
     ----------
     encoder : ClipBackbone or retrieval method
-        Anything with ``encode_image(tensor) -> (B, d)`` (a method's ``encode_images`` is
-        used when present).
+        Anything with ``encode_image(tensor) -> (B, d)``; a method's
+        ``encode_images(tensor, indices=...)`` is used when present, with each image's position
+        in ``images``.
     images : sequence of paths, or a torch Dataset returning image tensors
     transform : callable, optional
         PIL image -> tensor; defaults to the backbone's evaluation ``preprocess``.
@@ -508,15 +509,27 @@ def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.
     dataset = images if isinstance(images, torch.utils.data.Dataset) else \
         ImageDataset(list(images), transform)
     device = torch.device(device) if device is not None else backbone.device
-    encode = getattr(encoder, "encode_images", None) or encoder.encode_image
+    method_encode = getattr(encoder, "encode_images", None)
     was_training = encoder.training
     encoder.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     chunks = []
+    start = 0
     for batch in tqdm(loader, desc="encode images", disable=not verbose, leave=False):
         if isinstance(batch, dict):
+            indices = batch.get("index")
             batch = batch["image"]
-        emb = encode(batch.to(device))
+        else:
+            indices = None
+        if indices is None:
+            # Datasets of bare tensors: positions in the dataset (the loader keeps the order).
+            indices = torch.arange(start, start + batch.shape[0])
+        start += batch.shape[0]
+        if method_encode is not None:
+            # Methods get each image's dataset index (per-image seeded evaluation views).
+            emb = method_encode(batch.to(device), indices=indices.to(device))
+        else:
+            emb = encoder.encode_image(batch.to(device))
         if normalize:
             emb = F.normalize(emb.float(), dim=-1)
         chunks.append(emb.float().cpu().numpy())

@@ -104,7 +104,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.data_root} holds precomputed features; method "
                          f"{args.method!r} fine-tunes the CLIP towers and needs the images "
                          "(features serve evaluation only)")
+    from retrieval.methods import get_method
+
+    method_class = get_method(args.method)
     if args.dense_captions:
+        if not method_class.uses_dense_captions:
+            raise SystemExit(f"method {args.method!r} does not train on dense captions; "
+                             "--dense-captions is for methods that do (d2s)")
         train_split = train_split.with_dense_captions(args.dense_captions)
     if args.noise_file:
         noisy = load_noise_file(args.noise_file, train_split.n_images, level=args.noise_level)
@@ -181,21 +187,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         images, texts, ids = features.img_pooled, features.txt_pooled, features.text_image_ids
         title = f"precomputed features of {features.model} on {args.split}"
     else:
-        from retrieval.training import encode_split
+        from retrieval.training import evaluate_split
 
         model = _model_from_args(args)
         split = _load(args, args.split)
-        if not model.is_single_vector:
-            from retrieval.training import evaluate_split
-
-            # Multi-vector scores are not dot products of pooled vectors: the method scores.
-            metrics = evaluate_split(model, split, batch_size=args.batch_size,
-                                     verbose=not args.quiet)
-            return _report(args, metrics, f"run {args.run} on {args.split}")
-        images, texts, ids = encode_split(model, split, batch_size=args.batch_size,
-                                          verbose=not args.quiet)
         title = (f"run {args.run}" if args.run else f"{args.model} zero-shot "
                  f"({args.pretrained or 'random weights'})") + f" on {args.split}"
+        # The method scores itself (multi-vector methods are not dot products of pooled
+        # vectors), under either protocol.
+        metrics = evaluate_split(model, split, batch_size=args.batch_size,
+                                 verbose=not args.quiet, protocol=args.protocol)
+        if args.protocol == "1k-folds":
+            title += " (1K folds, mean)"
+        return _report(args, metrics, title)
     if args.protocol == "1k-folds":
         metrics = fold_metrics(images, texts, ids)
         metrics.pop("folds", None)
@@ -282,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=sorted(METHODS), default="contrastive")
     p.add_argument("--method-config", help="JSON object of method hyper-parameters")
     p.add_argument("--model", required=True)
-    p.add_argument("--pretrained")
+    p.add_argument("--pretrained",
+                   help="open_clip tag, local weights file, or a finished run folder (start "
+                        "from its fine-tuned CLIP)")
     data_args(p)
     p.add_argument("--output", required=True, type=Path, help="run folder")
     p.add_argument("--epochs", type=int, default=5)

@@ -48,7 +48,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from retrieval.backbones import CheckpointError, ClipBackbone, create_backbone, encode_images, \
     encode_texts, load_tensor_file
-from retrieval.methods.base import RetrievalMethod, get_method
+from retrieval.methods.base import EpochContext, RetrievalMethod, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -253,13 +253,81 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 # --------------------------------------------------------------------------------------------
 # Building, saving and loading methods
 # --------------------------------------------------------------------------------------------
-def build_method(method: str, model: str, pretrained: str | None = None, *,
+def is_run_folder(path: str | os.PathLike | None) -> bool:
+    """True when ``path`` is a training run folder (holds ``config.json``)."""
+    return path is not None and Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()
+
+
+def load_run_backbone_state(run_dir: str | os.PathLike, *, which: str = "best"
+                            ) -> tuple[str, dict[str, torch.Tensor], Path]:
+    """The backbone weights of a finished run: (model name, CLIP state dict, file read).
+
+    The run's method may be any registered one: only its ``backbone.`` weights are returned,
+    under the open_clip model's own key names.
+    """
+    config = read_run_config(run_dir)
+    if "model" not in config:
+        raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} lacks 'model'")
+    path, state = _run_weights(run_dir, which)
+    prefix = "backbone.model."
+    backbone_state = {key[len(prefix):]: value for key, value in state.items()
+                      if key.startswith(prefix)}
+    if not backbone_state:
+        raise CheckpointError(f"{path} holds no backbone weights (no '{prefix}*' keys)")
+    return config["model"], backbone_state, path
+
+
+def build_method(method: str, model: str, pretrained: str | os.PathLike | None = None, *,
                  method_config: dict[str, Any] | None = None,
                  device: str | torch.device = "cpu") -> RetrievalMethod:
-    """Build a registered method on a fresh backbone."""
-    backbone = create_backbone(model, pretrained, device=device)
+    """Build a registered method on a fresh backbone.
+
+    Parameters
+    ----------
+    method : str
+        A registered method name (``retrieval.methods.METHODS``).
+    model : str
+        open_clip model name.
+    pretrained : str or path, optional
+        ``None`` (random weights), an open_clip tag, a local weights file, or a **training run
+        folder**: the method then starts from that run's fine-tuned CLIP (its selected weights;
+        the run may be of another method, and must be of the same ``model``).
+    method_config : dict, optional
+    device : str or torch.device, default="cpu"
+    """
+    if is_run_folder(pretrained):
+        run_model, state, path = load_run_backbone_state(pretrained)
+        if run_model != model:
+            raise ValueError(f"--pretrained run {pretrained} trained model {run_model!r}, not "
+                             f"{model!r}")
+        backbone = create_backbone(model, None, device="cpu")
+        missing, unexpected = backbone.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path}: the run's backbone does not fit {model!r} ({len(missing)} missing, "
+                f"{len(unexpected)} unexpected keys, e.g. {list(missing)[:2] + list(unexpected)[:2]})")
+        backbone.pretrained = str(path)
+        logger.info("backbone of %s initialised from run %s (%s)", model, pretrained, path.name)
+        backbone = backbone.to(device)
+    else:
+        backbone = create_backbone(model, pretrained, device=device)
     instance = get_method(method).from_config(backbone, dict(method_config or {}))
     return instance.to(device)
+
+
+def cpu_state_dict(module: torch.nn.Module) -> dict[str, Any]:
+    """``module.state_dict()`` detached on the CPU, extra states (dicts of tensors) included."""
+
+    def to_cpu(value: Any) -> Any:
+        if torch.is_tensor(value):
+            return value.detach().cpu()
+        if isinstance(value, dict):
+            return {key: to_cpu(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(to_cpu(item) for item in value)
+        return value
+
+    return {key: to_cpu(value) for key, value in module.state_dict().items()}
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -273,7 +341,9 @@ def load_method_state(method: RetrievalMethod, state: dict[str, torch.Tensor],
     expected = method.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    # Extra states (``get_extra_state``: data-sized method state) have no fixed shape.
+    mismatched = [k for k in expected if k in state and torch.is_tensor(expected[k])
+                  and (not torch.is_tensor(state[k]) or state[k].shape != expected[k].shape)]
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"{source} does not fit the model: {len(missing)} missing keys (e.g. {missing[:3]}), "
@@ -291,6 +361,26 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _run_weights(run_dir: str | os.PathLike, which: str) -> tuple[Path, dict[str, Any]]:
+    """(file, method state dict) of a run: the validation-selected weights or the last ones."""
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    best = Path(run_dir) / BEST_WEIGHTS
+    if which == "best" and best.is_file():
+        return best, load_checkpoint_file(best)
+    if which == "best":
+        logger.warning("%s has no %s: using the last epoch, not a validation-selected one",
+                       run_dir, BEST_WEIGHTS)
+    path = Path(run_dir) / LAST_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} holds neither {BEST_WEIGHTS} nor {LAST_CHECKPOINT}: "
+                              "the run never finished an epoch")
+    state = load_checkpoint_file(path).get("method")
+    if state is None:
+        raise CheckpointError(f"{path} holds no method weights")
+    return path, state
 
 
 def load_run(run_dir: str | os.PathLike, *, which: str = "best",
@@ -312,18 +402,7 @@ def load_run(run_dir: str | os.PathLike, *, which: str = "best",
         raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} lacks {missing}")
     method = build_method(config["method"], config["model"], None,
                           method_config=config.get("method_config"), device="cpu")
-    best = Path(run_dir) / BEST_WEIGHTS
-    if which == "best" and best.is_file():
-        path = best
-        state = load_checkpoint_file(path)
-    else:
-        if which == "best":
-            logger.warning("%s has no %s: using the last epoch, not a validation-selected one",
-                           run_dir, BEST_WEIGHTS)
-        path = Path(run_dir) / LAST_CHECKPOINT
-        state = load_checkpoint_file(path).get("method")
-        if state is None:
-            raise CheckpointError(f"{path} holds no method weights")
+    path, state = _run_weights(run_dir, which)
     load_method_state(method, state, source=str(path))
     # Features encoded from this model must name where its weights came from.
     method.backbone.pretrained = str(path)
@@ -379,15 +458,27 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
 
 
 def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True,
-                   max_images: int | None = None, **metric_kwargs) -> dict[str, float]:
-    """Retrieval metrics (spec 2.2) of a method or backbone on a split."""
-    from retrieval.evaluation import retrieval_metrics
+                   max_images: int | None = None, protocol: str = "full",
+                   **metric_kwargs) -> dict[str, float]:
+    """Retrieval metrics (spec 2.2) of a method or backbone on a split.
 
-    if not getattr(method, "is_single_vector", True) and hasattr(method, "evaluate_split"):
+    A :class:`RetrievalMethod` evaluates itself (:meth:`RetrievalMethod.evaluate_split`: its
+    own scoring, e.g. AVSE's multi-vector path); a bare backbone is scored on its pooled
+    embeddings. ``protocol="1k-folds"`` averages five folds of 1,000 images (COCO 1K).
+    """
+    from retrieval.evaluation import fold_metrics, retrieval_metrics
+
+    if isinstance(method, RetrievalMethod):
         return method.evaluate_split(split, batch_size=batch_size, verbose=verbose,
-                                     max_images=max_images, **metric_kwargs)
+                                     max_images=max_images, protocol=protocol, **metric_kwargs)
     images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose,
                                       max_images=max_images)
+    if protocol == "1k-folds":
+        metrics = fold_metrics(images, texts, ids, **metric_kwargs)
+        metrics.pop("folds", None)
+        return metrics
+    if protocol != "full":
+        raise ValueError(f"protocol must be 'full' or '1k-folds', got {protocol!r}")
     return retrieval_metrics(images, texts, ids, **metric_kwargs)
 
 
@@ -427,15 +518,24 @@ class Trainer:
         self.best_epoch_ = -1
 
     # ------------------------------------------------------------------ helpers
-    def _autocast(self, device: torch.device):
+    def _amp_dtype(self, device: torch.device) -> torch.dtype | None:
         mode = self.config.amp
         if device.type != "cuda" or mode == "off":
-            return torch.autocast(device_type=device.type, enabled=False), None
+            return None
         if mode == "auto":
             mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+
+    def _autocast_context(self, device: torch.device):
+        dtype = self._amp_dtype(device)
+        if dtype is None:
+            return torch.autocast(device_type=device.type, enabled=False)
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def _autocast(self, device: torch.device):
+        dtype = self._amp_dtype(device)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        return torch.autocast(device_type="cuda", dtype=dtype), scaler
+        return self._autocast_context(device), scaler
 
     def _config_payload(self) -> dict[str, Any]:
         backbone: ClipBackbone = self.method.backbone
@@ -506,8 +606,6 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
-        from retrieval.data.torch_datasets import PairDataset
-
         cfg = self.config
         context = init_distributed(cfg.device)
         try:
@@ -529,14 +627,16 @@ class Trainer:
             if cfg.grad_checkpointing:
                 backbone.model.set_grad_checkpointing(True)
             transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
-            dataset = PairDataset(train_split, transform, backbone.tokenizer)
+            # The method decides what one training item is (a caption pair by default).
+            dataset = method.training_dataset(train_split, transform, backbone.tokenizer)
             if cfg.batch_size % context.world_size:
                 raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
                                  f"{context.world_size} processes")
             local_batch = cfg.batch_size // context.world_size
             if len(dataset) < cfg.batch_size:
-                raise ValueError(f"the training split has {len(dataset)} pairs, fewer than one "
-                                 f"batch of {cfg.batch_size}")
+                raise ValueError(f"the training split has {len(dataset)} training items for "
+                                 f"method {method.name!r}, fewer than one batch of "
+                                 f"{cfg.batch_size}")
             # The same sampler (and so the same permutation) in one or many processes: the
             # union of the local batches is the single-process batch.
             sampler = DistributedSampler(dataset, num_replicas=context.world_size,
@@ -544,7 +644,7 @@ class Trainer:
                                          drop_last=True)
             loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler,
                                 num_workers=cfg.num_workers, drop_last=True,
-                                pin_memory=device.type == "cuda")
+                                collate_fn=method.collate, pin_memory=device.type == "cuda")
             steps_per_epoch = len(loader)
             total_steps = steps_per_epoch * cfg.epochs
             optimizer = torch.optim.AdamW(
@@ -553,6 +653,26 @@ class Trainer:
                 optimizer, warmup_cosine(total_steps, int(cfg.warmup_fraction * total_steps)))
             autocast, scaler = self._autocast(device)
             gather = make_gather(context)
+
+            def make_loader(dataset=None, batch_size=None, collate_fn=None):
+                # In dataset order, without augmentation, each process its own shard.
+                if dataset is None:
+                    dataset = method.training_dataset(train_split, backbone.preprocess,
+                                                      backbone.tokenizer)
+                    collate_fn = collate_fn or method.collate
+                shard = DistributedSampler(dataset, num_replicas=context.world_size,
+                                           rank=context.rank, shuffle=False, drop_last=False) \
+                    if context.distributed else None
+                return DataLoader(dataset, batch_size=batch_size or cfg.eval_batch_size,
+                                  sampler=shard, shuffle=False, num_workers=cfg.num_workers,
+                                  collate_fn=collate_fn, pin_memory=device.type == "cuda")
+
+            def epoch_context(epoch: int) -> EpochContext:
+                return EpochContext(
+                    epoch=epoch, epochs=cfg.epochs, train_split=train_split, device=device,
+                    autocast=lambda: self._autocast_context(device), gather=gather,
+                    rank=context.rank, world_size=context.world_size, make_loader=make_loader,
+                    verbose=cfg.verbose and context.is_main)
 
             start_epoch = 0
             if resuming:
@@ -584,13 +704,14 @@ class Trainer:
                 torch.manual_seed(int(np.random.SeedSequence(
                     [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
                 method.train()
-                method.on_epoch_start(epoch)
+                method.on_epoch_start(epoch, epoch_context(epoch))
                 sums: dict[str, float] = {}
                 started = time.perf_counter()
                 bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                            disable=not (cfg.verbose and context.is_main), leave=False)
                 for batch in bar:
-                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                    batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                             for k, v in batch.items()}
                     with autocast:
                         losses = method.training_step(batch, gather, epoch=epoch)
                     loss = losses["loss"]
@@ -615,6 +736,7 @@ class Trainer:
                     for key, value in losses.items():
                         sums[key] = sums.get(key, 0.0) + float(value.detach())
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                method.on_epoch_end(epoch, epoch_context(epoch))
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     **{f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()},
@@ -634,9 +756,7 @@ class Trainer:
                     if improved:
                         self.best_rsum_ = float(record.get("val_rsum", float("nan")))
                         self.best_epoch_ = epoch
-                        torch.save({k: v.detach().cpu() for k, v in
-                                    method.state_dict().items()},
-                                   self.output_dir / BEST_WEIGHTS)
+                        torch.save(cpu_state_dict(method), self.output_dir / BEST_WEIGHTS)
                     self.history_.append(record)
                     self._save_last(method, optimizer, scheduler, scaler, epoch)
                     logger.info("epoch %d: %s", epoch, ", ".join(
@@ -653,7 +773,7 @@ class Trainer:
 
     def _save_last(self, method, optimizer, scheduler, scaler, epoch: int) -> None:
         state = {
-            "method": {k: v.detach().cpu() for k, v in method.state_dict().items()},
+            "method": cpu_state_dict(method),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else {},

@@ -8,6 +8,8 @@ schedule, mixed precision, distributed training, checkpoints and selection on va
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -21,6 +23,48 @@ from retrieval.backbones import ClipBackbone
 GatherFn = Callable[[torch.Tensor], torch.Tensor]
 
 METHODS: dict[str, type["RetrievalMethod"]] = {}
+
+
+@dataclass
+class EpochContext:
+    """What a method's epoch hooks see (:meth:`RetrievalMethod.on_epoch_start` / ``_end``).
+
+    Attributes
+    ----------
+    epoch : int
+        0-based epoch about to run (start) or just run (end).
+    epochs : int
+        The run's whole training budget in epochs.
+    train_split : RetrievalSplit
+        The training split as trained on (noisy correspondence included).
+    device : torch.device
+    autocast : callable
+        ``with context.autocast():`` runs a block under the run's mixed precision.
+    gather : GatherFn
+        Concatenates a tensor over processes (identity in one process).
+    rank, world_size : int
+    make_loader : callable
+        ``make_loader(dataset=None, batch_size=None, collate_fn=None)``: a loader in dataset
+        order with no augmentation, sharded over the processes. ``dataset=None`` iterates the
+        method's own training items (:meth:`RetrievalMethod.training_dataset`) built with the
+        evaluation transform, so a pass over all training pairs sees every one of them once.
+    verbose : bool
+    """
+
+    epoch: int
+    epochs: int
+    train_split: Any
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+    rank: int = 0
+    world_size: int = 1
+    make_loader: Callable[..., Any] | None = None
+    verbose: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 # Parameters that never get weight decay (spec 1.3): 1-D tensors (biases, norms, logit_scale)
 # and embeddings / prompts, whose scale carries meaning.
@@ -53,6 +97,14 @@ class RetrievalMethod(nn.Module):
     :meth:`encode_texts` and :meth:`score` for free (pooled, L2-normalised CLIP embeddings and
     their dot product).
 
+    Hooks a method may override: :meth:`training_dataset` and :meth:`collate` (what a training
+    item is), :meth:`on_epoch_start` / :meth:`on_epoch_end` (passes over the training set,
+    cached features), :meth:`evaluate_split` / :meth:`evaluate_embeddings` (its own scoring,
+    used for validation, selection and ``evaluate``). State whose size depends on the data
+    (cached features, per-sample banks) goes through PyTorch's ``get_extra_state`` /
+    ``set_extra_state`` as a dict of tensors: it is then saved in every checkpoint and in
+    ``model_best.pt`` and restored by ``load_run``, and read back with ``weights_only=True``.
+
     Parameters
     ----------
     backbone : ClipBackbone
@@ -62,6 +114,8 @@ class RetrievalMethod(nn.Module):
     #: True when a caption-image score is the dot product of one vector per side, so FAISS
     #: search is exact; multi-vector methods (AVSE) score through shortlist + rerank.
     is_single_vector: ClassVar[bool] = True
+    #: True when the method trains on the split's dense captions (``--dense-captions``).
+    uses_dense_captions: ClassVar[bool] = False
 
     def __init__(self, backbone: ClipBackbone) -> None:
         super().__init__()
@@ -97,12 +151,18 @@ class RetrievalMethod(nn.Module):
         return cls(backbone, **config)
 
     # ------------------------------------------------------------------ encoding and scoring
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings ``(B, d)``."""
+    def encode_images(self, images: torch.Tensor, indices: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """Image embeddings ``(B, D)`` (single-vector methods: L2-normalised, ``D = d``).
+
+        ``indices`` are the images' positions in the dataset being encoded; a method whose
+        evaluation is stochastic per image (AVSE's view centres) seeds from them, so an
+        image's embedding does not depend on the batch it falls in.
+        """
         return F.normalize(self.backbone.encode_image(images), dim=-1)
 
     def encode_texts(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """L2-normalised caption embeddings ``(B, d)``."""
+        """Caption embeddings ``(B, D)`` (single-vector methods: L2-normalised)."""
         return F.normalize(self.backbone.encode_text(token_ids), dim=-1)
 
     def score(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor
@@ -121,8 +181,72 @@ class RetrievalMethod(nn.Module):
         """
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Hook called by the trainer before every epoch (no-op by default)."""
+    def training_dataset(self, split: Any, transform: Callable | None, tokenizer: Callable
+                         ) -> torch.utils.data.Dataset:
+        """The items one training epoch iterates (default: one image-caption pair per caption).
+
+        Items must be dicts of tensors (or numbers) that :meth:`collate` batches; the trainer
+        moves every tensor of the batch to the device. Return another dataset to train on
+        other items (D2S stage 1: one item per image with its dense caption).
+        """
+        from retrieval.data.torch_datasets import PairDataset
+
+        return PairDataset(split, transform, tokenizer)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Batch a list of training items (default: torch's default collation)."""
+        return torch.utils.data.default_collate(items)
+
+    def on_epoch_start(self, epoch: int, context: EpochContext | None = None) -> None:
+        """Called by the trainer before every epoch, in training mode (no-op by default).
+
+        ``context`` gives the training split, the device, the autocast context and a loader
+        over the whole training set (see :class:`EpochContext`).
+        """
+
+    def on_epoch_end(self, epoch: int, context: EpochContext | None = None) -> None:
+        """Called by the trainer after every epoch's last step, before validation."""
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_split(self, split: Any, *, batch_size: int = 256, verbose: bool = True,
+                       max_images: int | None = None, protocol: str = "full",
+                       **metric_kwargs: Any) -> dict[str, float]:
+        """Retrieval metrics of this method on a split (used for validation, selection and
+        ``evaluate``).
+
+        Single-vector methods: exact FAISS search on :meth:`encode_images` /
+        :meth:`encode_texts`. Multi-vector methods override :meth:`evaluate_embeddings`.
+
+        Parameters
+        ----------
+        split : RetrievalSplit
+        batch_size : int, default=256
+        verbose : bool, default=True
+        max_images : int, optional
+            Only the first images of the split (and their captions).
+        protocol : {"full", "1k-folds"}, default="full"
+            ``"1k-folds"``: five folds of 1,000 consecutive images, metrics averaged (COCO 1K).
+        **metric_kwargs
+            Passed to :func:`retrieval.evaluation.retrieval_metrics`.
+        """
+        from retrieval.training import encode_split
+
+        images, texts, ids = encode_split(self, split, batch_size=batch_size, verbose=verbose,
+                                          max_images=max_images)
+        return self.evaluate_embeddings(images, texts, ids, protocol=protocol, **metric_kwargs)
+
+    def evaluate_embeddings(self, images: Any, texts: Any, text_image_ids: Any, *,
+                            protocol: str = "full", **metric_kwargs: Any) -> dict[str, float]:
+        """Metrics from encoded galleries (rows of :meth:`encode_images` / ``encode_texts``)."""
+        from retrieval.evaluation import fold_metrics, retrieval_metrics
+
+        if protocol == "1k-folds":
+            metrics = fold_metrics(images, texts, text_image_ids, **metric_kwargs)
+            metrics.pop("folds", None)
+            return metrics
+        if protocol != "full":
+            raise ValueError(f"protocol must be 'full' or '1k-folds', got {protocol!r}")
+        return retrieval_metrics(images, texts, text_image_ids, **metric_kwargs)
 
     def new_modules(self) -> list[nn.Module]:
         """Modules added by the method (trained with ``lr_new``); the backbone is not one."""
