@@ -583,6 +583,7 @@ def fold_metrics(
     text_image_ids: Any,
     n_folds: int = 5,
     fold_size: int = 1000,
+    metric_fn: Optional[Callable[..., Dict[str, float]]] = None,
     **kw: Any,
 ) -> Dict[str, Any]:
     """Metrics averaged over folds of consecutive images (the COCO 1K protocol).
@@ -599,8 +600,12 @@ def fold_metrics(
         Number of folds.
     fold_size : int, default=1000
         Images per fold. Images beyond ``n_folds * fold_size`` are ignored (with a warning).
+    metric_fn : callable, optional
+        ``metric_fn(fold_images, fold_texts, fold_ids, **kw) -> dict`` computing one fold's
+        metrics (default :func:`retrieval_metrics`); a multi-vector method passes its own
+        scoring. Embeddings may then have any row width.
     **kw
-        Passed to :func:`retrieval_metrics` for every fold.
+        Passed to ``metric_fn`` for every fold.
 
     Returns
     -------
@@ -619,6 +624,7 @@ def fold_metrics(
     texts = _to_numpy(text_embeddings)
     if images.ndim != 2 or texts.ndim != 2:
         raise ValueError("image_embeddings and text_embeddings must be 2-D.")
+    metric_fn = retrieval_metrics if metric_fn is None else metric_fn
     n_images = images.shape[0]
     ids = _check_ids(text_image_ids, n_images, texts.shape[0])
     needed = n_folds * fold_size
@@ -634,7 +640,7 @@ def fold_metrics(
     for f in range(n_folds):
         lo, hi = f * fold_size, (f + 1) * fold_size
         caps = np.flatnonzero((ids >= lo) & (ids < hi))
-        folds.append(retrieval_metrics(images[lo:hi], texts[caps], ids[caps] - lo, **kw))
+        folds.append(metric_fn(images[lo:hi], texts[caps], ids[caps] - lo, **kw))
     out: Dict[str, Any] = {key: float(np.mean([m[key] for m in folds])) for key in folds[0]}
     out["folds"] = folds
     return out
@@ -931,6 +937,45 @@ def _exhaustive_ranks(
         top_i = np.take_along_axis(merged_i, keep, axis=1)
     ranks_t2i = _ranks_from_lists(top_s, top_i, ids)
     return ranks_i2t, ranks_t2i
+
+
+def exhaustive_metrics(
+    score_fn: ScoreFn,
+    text_image_ids: Any,
+    n_images: int,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    block_images: Optional[int] = None,
+) -> Dict[str, float]:
+    """Recall metrics of a model scored on every (image, caption) pair by ``score_fn``.
+
+    For scores that are not inner products of two fixed vectors (AVSE's MaxSim): one pass of
+    image blocks against all captions. The rank rule is that of :func:`retrieval_metrics`
+    (pessimistic ties); i2t ranks are exact, t2i ranks exact up to ``max(ks)``; medR/meanR are
+    ``nan``.
+
+    Parameters
+    ----------
+    score_fn : callable
+        ``score_fn(image_idx, text_idx) -> (len(image_idx), len(text_idx))`` scores of a block.
+    text_image_ids : array-like of int, shape (n_texts,)
+    n_images : int
+    ks : sequence of int, default=(1, 5, 10)
+    block_images : int, optional
+        Images per ``score_fn`` call (default: blocks of about 2**24 scores).
+
+    Returns
+    -------
+    metrics : dict of str to float
+    """
+    ks = _check_ks(ks)
+    ids = np.asarray(_to_numpy(text_image_ids))
+    ids = _check_ids(ids, n_images, ids.shape[0])
+    if block_images is None:
+        block_images = max(1, _MAX_BLOCK_ENTRIES // max(1, ids.shape[0]))
+    ranks_i2t, ranks_t2i = _exhaustive_ranks(score_fn, ids, n_images,
+                                             min(max(ks) + 1, n_images), block_images)
+    return _assemble(ranks_i2t, ranks_t2i, ks)
 
 
 def _rescore_from_score_fn(score_fn: ScoreFn, direction: str) -> RescoreFn:
