@@ -29,10 +29,17 @@ demo: $(STAMP)
 		--output demo_output/contrastive_run --epochs 5 --batch-size 64 --lr 5e-4 --restart --quiet
 	$(RETRIEVAL) evaluate --run demo_output/contrastive_run --data-root $(SYNTHETIC) --quiet \
 		--json demo_output/retrieval_fine_tuned.json
+	$(RETRIEVAL) train --method avse --model tiny-vit-64 --pretrained demo_output/contrastive_run \
+		--data-root $(SYNTHETIC) --output demo_output/avse_run --epochs 2 --batch-size 64 \
+		--lr 1e-4 --restart --quiet
+	$(RETRIEVAL) evaluate --run demo_output/avse_run --data-root $(SYNTHETIC) --quiet \
+		--json demo_output/retrieval_avse.json
 	MPLBACKEND=Agg $(PY) examples/retrieval_synthetic_plot.py \
 		--zero-shot demo_output/retrieval_zero_shot.json \
 		--fine-tuned demo_output/retrieval_fine_tuned.json \
-		--run demo_output/contrastive_run --output demo_output/retrieval.png
+		--run demo_output/contrastive_run \
+		--method avse demo_output/retrieval_avse.json demo_output/avse_run \
+		--output demo_output/retrieval.png
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests

@@ -1,12 +1,14 @@
-"""Plot a retrieval run on the synthetic set: zero-shot versus fine-tuned, and training curves.
+"""Plot retrieval runs on the synthetic set: zero-shot versus each method, and training curves.
 
 Reads the metrics JSON files written by ``python -m retrieval evaluate --json`` and the run
-folder's ``history.json`` written by ``python -m retrieval train``; saves one PNG.
+folders' ``history.json`` written by ``python -m retrieval train``; saves one PNG and prints a
+table.
 
 Usage (what ``make demo`` runs)::
 
     python examples/retrieval_synthetic_plot.py --zero-shot demo_output/retrieval_zero_shot.json \
         --fine-tuned demo_output/retrieval_fine_tuned.json --run demo_output/contrastive_run \
+        --method avse demo_output/retrieval_avse.json demo_output/avse_run \
         --output demo_output/retrieval.png
 """
 
@@ -29,40 +31,48 @@ def main() -> None:
     parser.add_argument("--zero-shot", type=Path, required=True)
     parser.add_argument("--fine-tuned", type=Path, required=True)
     parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--method", nargs=3, action="append", default=[],
+                        metavar=("NAME", "METRICS_JSON", "RUN_DIR"),
+                        help="another trained method (repeatable)")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    zero = json.loads(args.zero_shot.read_text())
-    tuned = json.loads(args.fine_tuned.read_text())
-    history = json.loads((args.run / "history.json").read_text())["history"]
+    results = [("zero-shot", json.loads(args.zero_shot.read_text()), None),
+               ("contrastive", json.loads(args.fine_tuned.read_text()), args.run)]
+    for name, metrics, run in args.method:
+        results.append((name, json.loads(Path(metrics).read_text()), Path(run)))
 
-    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(12, 4))
     x = range(len(RECALLS))
-    ax_bar.bar([i - 0.2 for i in x], [zero[k] for k in RECALLS], width=0.4,
-               label=f"zero-shot (rSum {zero['rsum']:.1f})")
-    ax_bar.bar([i + 0.2 for i in x], [tuned[k] for k in RECALLS], width=0.4,
-               label=f"contrastive fine-tune (rSum {tuned['rsum']:.1f})")
+    width = 0.8 / len(results)
+    for position, (name, metrics, _) in enumerate(results):
+        offset = (position - (len(results) - 1) / 2) * width
+        ax_bar.bar([i + offset for i in x], [metrics[k] for k in RECALLS], width=width,
+                   label=f"{name} (rSum {metrics['rsum']:.1f})")
     ax_bar.set_xticks(list(x), [k.replace("_", " ").upper() for k in RECALLS], rotation=30)
     ax_bar.set_ylabel("recall (%)")
     ax_bar.set_title("Test split of the synthetic set")
     ax_bar.legend(fontsize=8)
 
-    epochs = [record["epoch"] + 1 for record in history]
-    ax_curve.plot(epochs, [record["train_loss"] for record in history], "o-", label="train loss")
-    ax_curve.set_xlabel("epoch")
-    ax_curve.set_ylabel("InfoNCE loss")
-    if "val_rsum" in history[0]:
-        twin = ax_curve.twinx()
-        twin.plot(epochs, [record["val_rsum"] for record in history], "s--", color="C1",
-                  label="validation rSum")
-        twin.set_ylabel("validation rSum")
-        twin.legend(loc="center right", fontsize=8)
-    ax_curve.legend(loc="upper center", fontsize=8)
+    for position, (name, _, run) in enumerate(results):
+        if run is None:
+            continue
+        history = json.loads((run / "history.json").read_text())["history"]
+        if "val_rsum" in history[0]:
+            epochs = [record["epoch"] + 1 for record in history]
+            ax_curve.plot(epochs, [record["val_rsum"] for record in history], "o-",
+                          color=f"C{position}", label=name)
+    ax_curve.set_xlabel("epoch (of each method's own run)")
+    ax_curve.set_ylabel("validation rSum")
+    ax_curve.legend(fontsize=8)
     ax_curve.set_title("Training (selection on validation rSum)")
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=120)
-    print(f"zero-shot rSum {zero['rsum']:.1f} -> fine-tuned rSum {tuned['rsum']:.1f}; "
-          f"plot saved to {args.output}")
+    print(f"{'':12s}" + "".join(f"{k:>9s}" for k in RECALLS) + f"{'rSum':>9s}")
+    for name, metrics, _ in results:
+        print(f"{name:12s}" + "".join(f"{metrics[k]:9.1f}" for k in RECALLS)
+              + f"{metrics['rsum']:9.1f}")
+    print(f"plot saved to {args.output}")
 
 
 if __name__ == "__main__":
