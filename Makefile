@@ -34,11 +34,17 @@ demo: $(STAMP)
 		--lr 1e-4 --restart --quiet
 	$(RETRIEVAL) evaluate --run demo_output/avse_run --data-root $(SYNTHETIC) --quiet \
 		--json demo_output/retrieval_avse.json
+	$(RETRIEVAL) train --method d2s --model tiny-vit-64 --pretrained demo_output/contrastive_run \
+		--data-root $(SYNTHETIC) --output demo_output/d2s_run --epochs 3 --batch-size 64 \
+		--lr 1e-4 --method-config '{"n_prompts": 8}' --restart --quiet
+	$(RETRIEVAL) evaluate --run demo_output/d2s_run --data-root $(SYNTHETIC) --quiet \
+		--json demo_output/retrieval_d2s.json
 	MPLBACKEND=Agg $(PY) examples/retrieval_synthetic_plot.py \
 		--zero-shot demo_output/retrieval_zero_shot.json \
 		--fine-tuned demo_output/retrieval_fine_tuned.json \
 		--run demo_output/contrastive_run \
 		--method avse demo_output/retrieval_avse.json demo_output/avse_run \
+		--method d2s demo_output/retrieval_d2s.json demo_output/d2s_run \
 		--output demo_output/retrieval.png
 
 test: $(STAMP)

@@ -30,6 +30,7 @@ References
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -627,26 +628,35 @@ class Trainer:
             if cfg.grad_checkpointing:
                 backbone.model.set_grad_checkpointing(True)
             transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
-            # The method decides what one training item is (a caption pair by default).
-            dataset = method.training_dataset(train_split, transform, backbone.tokenizer)
             if cfg.batch_size % context.world_size:
                 raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
                                  f"{context.world_size} processes")
             local_batch = cfg.batch_size // context.world_size
-            if len(dataset) < cfg.batch_size:
-                raise ValueError(f"the training split has {len(dataset)} training items for "
-                                 f"method {method.name!r}, fewer than one batch of "
-                                 f"{cfg.batch_size}")
-            # The same sampler (and so the same permutation) in one or many processes: the
-            # union of the local batches is the single-process batch.
-            sampler = DistributedSampler(dataset, num_replicas=context.world_size,
-                                         rank=context.rank, shuffle=True, seed=cfg.seed,
-                                         drop_last=True)
-            loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler,
-                                num_workers=cfg.num_workers, drop_last=True,
-                                collate_fn=method.collate, pin_memory=device.type == "cuda")
-            steps_per_epoch = len(loader)
-            total_steps = steps_per_epoch * cfg.epochs
+            # The method decides what one training item is, per epoch (a caption pair by
+            # default; D2S trains on one item per image in its first stage). The same dataset
+            # object on several epochs shares one loader.
+            loaders: dict[int, tuple[DistributedSampler, DataLoader]] = {}
+            epoch_loaders = []
+            for epoch in range(cfg.epochs):
+                dataset = method.training_dataset(train_split, transform, backbone.tokenizer,
+                                                  epoch=epoch, epochs=cfg.epochs)
+                if id(dataset) not in loaders:
+                    if len(dataset) < cfg.batch_size:
+                        raise ValueError(
+                            f"the training split has {len(dataset)} training items for method "
+                            f"{method.name!r} (epoch {epoch + 1}), fewer than one batch of "
+                            f"{cfg.batch_size}")
+                    # The same sampler (and so the same permutation) in one or many processes:
+                    # the union of the local batches is the single-process batch.
+                    sampler = DistributedSampler(dataset, num_replicas=context.world_size,
+                                                 rank=context.rank, shuffle=True, seed=cfg.seed,
+                                                 drop_last=True)
+                    loaders[id(dataset)] = (sampler, DataLoader(
+                        dataset, batch_size=local_batch, sampler=sampler,
+                        num_workers=cfg.num_workers, drop_last=True, collate_fn=method.collate,
+                        pin_memory=device.type == "cuda"))
+                epoch_loaders.append(loaders[id(dataset)])
+            total_steps = sum(len(loader) for _, loader in epoch_loaders)
             optimizer = torch.optim.AdamW(
                 method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
             scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -654,11 +664,12 @@ class Trainer:
             autocast, scaler = self._autocast(device)
             gather = make_gather(context)
 
-            def make_loader(dataset=None, batch_size=None, collate_fn=None):
+            def make_loader(dataset=None, batch_size=None, collate_fn=None, *, epoch=0):
                 # In dataset order, without augmentation, each process its own shard.
                 if dataset is None:
                     dataset = method.training_dataset(train_split, backbone.preprocess,
-                                                      backbone.tokenizer)
+                                                      backbone.tokenizer, epoch=epoch,
+                                                      epochs=cfg.epochs)
                     collate_fn = collate_fn or method.collate
                 shard = DistributedSampler(dataset, num_replicas=context.world_size,
                                            rank=context.rank, shuffle=False, drop_last=False) \
@@ -671,7 +682,8 @@ class Trainer:
                 return EpochContext(
                     epoch=epoch, epochs=cfg.epochs, train_split=train_split, device=device,
                     autocast=lambda: self._autocast_context(device), gather=gather,
-                    rank=context.rank, world_size=context.world_size, make_loader=make_loader,
+                    rank=context.rank, world_size=context.world_size,
+                    make_loader=functools.partial(make_loader, epoch=epoch),
                     verbose=cfg.verbose and context.is_main)
 
             start_epoch = 0
@@ -699,6 +711,8 @@ class Trainer:
             end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs,
                                                                          stop_after_epoch)
             for epoch in range(start_epoch, end_epoch):
+                sampler, loader = epoch_loaders[epoch]
+                steps_per_epoch = len(loader)
                 sampler.set_epoch(epoch)
                 # Per-epoch seeding makes a resumed run draw the same augmentations.
                 torch.manual_seed(int(np.random.SeedSequence(

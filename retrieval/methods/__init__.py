@@ -4,6 +4,8 @@ from retrieval.methods.avse import AsymmetricVisualSemanticEmbedding
 from retrieval.methods.base import (METHODS, EpochContext, GatherFn, RetrievalMethod, get_method,
                                     register_method)
 from retrieval.methods.contrastive import ContrastiveFineTune
+from retrieval.methods.d2s import DenseToSparseDistillation
 
-__all__ = ["METHODS", "AsymmetricVisualSemanticEmbedding", "ContrastiveFineTune", "EpochContext",
+__all__ = ["METHODS", "AsymmetricVisualSemanticEmbedding", "ContrastiveFineTune", "DenseToSparseDistillation",
+           "EpochContext",
            "GatherFn", "RetrievalMethod", "get_method", "register_method"]

@@ -181,13 +181,16 @@ class RetrievalMethod(nn.Module):
         """
         raise NotImplementedError
 
-    def training_dataset(self, split: Any, transform: Callable | None, tokenizer: Callable
-                         ) -> torch.utils.data.Dataset:
-        """The items one training epoch iterates (default: one image-caption pair per caption).
+    def training_dataset(self, split: Any, transform: Callable | None, tokenizer: Callable,
+                         *, epoch: int = 0, epochs: int = 1) -> torch.utils.data.Dataset:
+        """The items training epoch ``epoch`` (of ``epochs``) iterates (default: one
+        image-caption pair per caption, the same dataset every epoch).
 
-        Items must be dicts of tensors (or numbers) that :meth:`collate` batches; the trainer
-        moves every tensor of the batch to the device. Return another dataset to train on
-        other items (D2S stage 1: one item per image with its dense caption).
+        Items must be dicts of tensors (or other values) that :meth:`collate` batches; the
+        trainer moves every tensor of the batch to the device. Return another dataset to train
+        on other items (D2S stage 1: one item per image with its dense caption); returning the
+        same object for several epochs lets them share one loader. The learning-rate schedule
+        counts the steps of every epoch's dataset.
         """
         from retrieval.data.torch_datasets import PairDataset
 

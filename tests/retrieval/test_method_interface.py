@@ -59,7 +59,7 @@ class _DenseProbe(RetrievalMethod):
     def set_extra_state(self, state):
         self.bank = state["bank"]
 
-    def training_dataset(self, split, transform, tokenizer):
+    def training_dataset(self, split, transform, tokenizer, *, epoch=0, epochs=1):
         if split.dense_captions is None:
             raise ValueError("_dense_probe needs dense captions")
         return ImageItems(split, transform, tokenizer)
