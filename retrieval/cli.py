@@ -176,6 +176,8 @@ def _resolve_device(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: metrics of a run, a zero-shot backbone or precomputed features."""
+    import numpy as np
+
     from retrieval.evaluation import fold_metrics, retrieval_metrics
 
     _resolve_device(args)
@@ -195,8 +197,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                  f"({args.pretrained or 'random weights'})") + f" on {args.split}"
         # The method scores itself (multi-vector methods are not dot products of pooled
         # vectors), under either protocol.
-        metrics = evaluate_split(model, split, batch_size=args.batch_size,
-                                 verbose=not args.quiet, protocol=args.protocol)
+        if args.eval_seeds:
+            if not hasattr(model, "eval_seed"):
+                raise SystemExit(f"--eval-seeds: method {getattr(model, 'name', 'backbone')!r} "
+                                 "has no seeded evaluation (AVSE's view centres have)")
+            runs = []
+            for seed in (int(part) for part in args.eval_seeds.split(",")):
+                model.eval_seed = seed
+                runs.append(evaluate_split(model, split, batch_size=args.batch_size,
+                                           verbose=not args.quiet, protocol=args.protocol))
+            metrics = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+            metrics.update({f"{key}_std": float(np.std([run[key] for run in runs]))
+                            for key in runs[0]})
+            title += f" (mean over evaluation seeds {args.eval_seeds})"
+        else:
+            metrics = evaluate_split(model, split, batch_size=args.batch_size,
+                                     verbose=not args.quiet, protocol=args.protocol)
         if args.protocol == "1k-folds":
             title += " (1K folds, mean)"
         return _report(args, metrics, title)
@@ -322,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("full", "1k-folds"), default="full",
                    help="1k-folds: COCO 1K (5 folds of 1,000 images, mean)")
     p.add_argument("--json", type=Path, help="also write the metrics dict here")
+    p.add_argument("--eval-seeds", help="comma-separated evaluation seeds of a method with "
+                   "seeded evaluation views (AVSE): report the mean, and the std as *_std")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("encode", help="write precomputed features")

@@ -232,6 +232,13 @@ def test_command_line_trains_and_evaluates_avse(synthetic, fine_tuned_clip, tmp_
     reference = evaluate_split(load_run(run), load_split(synthetic, "test"), verbose=False,
                                k_short=50)
     assert metrics["rsum"] == pytest.approx(reference["rsum"])
+    code = cli_main(["evaluate", "--run", str(run), "--data-root", str(synthetic), "--quiet",
+                     "--eval-seeds", "0,1,2", "--json", str(tmp_path / "seeds.json")])
+    seeds = json.loads((tmp_path / "seeds.json").read_text())
+    assert code == 0 and "rsum_std" in seeds and 0 <= seeds["rsum"] <= 600
+    with pytest.raises(SystemExit, match="no seeded evaluation"):
+        cli_main(["evaluate", "--run", str(fine_tuned_clip), "--data-root", str(synthetic),
+                  "--quiet", "--eval-seeds", "0,1"])
 
 
 def test_bad_configurations_are_clear_errors():
