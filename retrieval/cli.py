@@ -182,7 +182,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _resolve_device(args)
     root = Path(args.data_root)
+    eval_seeds = None
+    if args.eval_seeds:
+        try:
+            eval_seeds = [int(part) for part in args.eval_seeds.split(",")]
+        except ValueError:
+            raise SystemExit(f"--eval-seeds takes comma-separated integers, got "
+                             f"{args.eval_seeds!r}") from None
     if (root / "manifest.json").is_file():
+        if eval_seeds:
+            raise SystemExit("--eval-seeds needs a model that encodes images; precomputed "
+                             "features are fixed")
         from retrieval.data import load_features
 
         features = load_features(root, split=args.split)
@@ -202,12 +212,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 raise SystemExit(f"--eval-seeds: method {getattr(model, 'name', 'backbone')!r} "
                                  "has no seeded evaluation (AVSE's view centres have)")
             runs = []
-            for seed in (int(part) for part in args.eval_seeds.split(",")):
+            for seed in eval_seeds:
                 model.eval_seed = seed
                 runs.append(evaluate_split(model, split, batch_size=args.batch_size,
                                            verbose=not args.quiet, protocol=args.protocol))
             metrics = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
-            metrics.update({f"{key}_std": float(np.std([run[key] for run in runs]))
+            # Sample standard deviation over the seeds (ddof=1; 0 for a single seed).
+            metrics.update({f"{key}_std": float(np.std([run[key] for run in runs],
+                                                      ddof=1 if len(runs) > 1 else 0))
                             for key in runs[0]})
             title += f" (mean over evaluation seeds {args.eval_seeds})"
         else:
@@ -247,6 +259,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     _resolve_device(args)
     model = _model_from_args(args)
+    if not getattr(model, "is_single_vector", True):
+        raise SystemExit(f"encode writes one pooled vector per image and caption; method "
+                         f"{model.name!r} scores several vectors per image and has no "
+                         "precomputed-feature form")
     weights_file = Path(model.backbone.pretrained) if model.backbone.pretrained else None
     extra = {"weights": str(weights_file) if weights_file else "random",
              "command": " ".join(sys.argv)}

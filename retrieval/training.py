@@ -221,12 +221,20 @@ def _average_gradients(module: torch.nn.Module, context: DistributedContext) -> 
     """Average gradients over processes (see the module docstring for why averaging is exact)."""
     if not context.distributed:
         return
-    for parameter in module.parameters():
-        if parameter.requires_grad:
-            if parameter.grad is None:
-                parameter.grad = torch.zeros_like(parameter)
-            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
-            parameter.grad.div_(context.world_size)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    # A parameter no process used in this step (D2S's decoder during stage 1) keeps no
+    # gradient, as in one process, so AdamW leaves it alone instead of decaying it.
+    used = torch.tensor([p.grad is not None for p in trainable], dtype=torch.float32,
+                        device=trainable[0].device if trainable else "cpu")
+    if trainable:
+        dist.all_reduce(used, op=dist.ReduceOp.MAX)
+    for parameter, any_grad in zip(trainable, used.tolist()):
+        if not any_grad:
+            continue
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+        parameter.grad.div_(context.world_size)
 
 
 def _broadcast_parameters(module: torch.nn.Module, context: DistributedContext) -> None:
@@ -239,6 +247,23 @@ def _broadcast_parameters(module: torch.nn.Module, context: DistributedContext) 
 # --------------------------------------------------------------------------------------------
 # Schedule
 # --------------------------------------------------------------------------------------------
+def phased_warmup_cosine(phase_steps: list[int], warmup_fraction: float):
+    """Warm-up then cosine decay restarted in every training phase (e.g. D2S's two stages).
+
+    ``phase_steps`` are the optimiser steps of the phases in order; each warms up over
+    ``warmup_fraction`` of its own steps, so a short first phase is not spent warming up.
+    """
+    bounds = np.cumsum([0] + list(phase_steps))
+    schedules = [warmup_cosine(n, int(warmup_fraction * n)) for n in phase_steps]
+
+    def factor(step: int) -> float:
+        phase = int(np.searchsorted(bounds, step, side="right")) - 1
+        phase = min(max(phase, 0), len(schedules) - 1)
+        return schedules[phase](step - int(bounds[phase]))
+
+    return factor
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int):
     """Multiplier of the learning rate at a step: linear warm-up, then cosine decay to 0."""
 
@@ -659,8 +684,15 @@ class Trainer:
             total_steps = sum(len(loader) for _, loader in epoch_loaders)
             optimizer = torch.optim.AdamW(
                 method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
+            phases = method.training_phases(cfg.epochs)
+            if sum(phases) != cfg.epochs or min(phases) < 1:
+                raise ValueError(f"{method.name}.training_phases({cfg.epochs}) returned "
+                                 f"{phases}: positive epoch counts summing to {cfg.epochs}")
+            ends = np.cumsum(phases)
+            phase_steps = [sum(len(loader) for _, loader in epoch_loaders[a:b])
+                           for a, b in zip([0, *ends[:-1]], ends)]
             scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, warmup_cosine(total_steps, int(cfg.warmup_fraction * total_steps)))
+                optimizer, phased_warmup_cosine(phase_steps, cfg.warmup_fraction))
             autocast, scaler = self._autocast(device)
             gather = make_gather(context)
 

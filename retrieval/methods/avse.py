@@ -24,6 +24,7 @@ References
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Sequence
 
@@ -34,6 +35,8 @@ from torch.nn import functional as F
 from retrieval.backbones import ClipBackbone
 from retrieval.losses import hinge_triplet
 from retrieval.methods.base import GatherFn, RetrievalMethod, register_method
+
+logger = logging.getLogger(__name__)
 
 # CLIP's BPE: start / end of text ids (the end id is the largest, pooling picks it by argmax).
 _SOT_ID = 49406
@@ -292,6 +295,8 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
             raise ValueError(f"scoring must be 'shortlist' or 'exhaustive', got {scoring!r}")
         if k_short < 1:
             raise ValueError(f"k_short must be >= 1, got {k_short}")
+        if eval_seed < 0:
+            raise ValueError(f"eval_seed must be >= 0, got {eval_seed}")
         if chunk_sizes is None:
             chunk_sizes = [256] if d >= 512 and d % 256 == 0 else [max(1, d // 4)]
         chunk_sizes = [int(c) for c in chunk_sizes]
@@ -351,7 +356,13 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
         """
         k = self.n_kept(training)
         rows = batch * self.n_views
-        if training or indices is None:
+        if not training and indices is None:
+            # Seeded evaluation views need each image's identity; without it the batch
+            # positions stand in (reproducible, but an image's views then depend on its batch).
+            logger.warning("AVSE encode_images without image indices: views seeded by batch "
+                           "position")
+            indices = torch.arange(batch, device=device)
+        if training:
             centres = torch.randint(0, self.n_patches, (rows,), device=device)
             uniforms = None
         else:
@@ -468,7 +479,12 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
             return self.score(image_rows[image_idx], text_rows[text_idx]).numpy()
 
         if scoring == "exhaustive":
-            return exhaustive_metrics(block_scores, ids, image_rows.shape[0], ks)
+            # chunk_scores holds (images x chunks) x (captions x chunks) scores per block.
+            chunk_factor = max(image_rows.shape[1] // c * (text_rows.shape[1] // c)
+                               for c in self.chunk_sizes)
+            block = max(1, (1 << 24) // max(1, len(ids) * chunk_factor))
+            return exhaustive_metrics(block_scores, ids, image_rows.shape[0], ks,
+                                      block_images=block)
         if scoring != "shortlist":
             raise ValueError(f"scoring must be 'shortlist' or 'exhaustive', got {scoring!r}")
 

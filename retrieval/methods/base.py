@@ -45,9 +45,12 @@ class EpochContext:
     rank, world_size : int
     make_loader : callable
         ``make_loader(dataset=None, batch_size=None, collate_fn=None)``: a loader in dataset
-        order with no augmentation, sharded over the processes. ``dataset=None`` iterates the
-        method's own training items (:meth:`RetrievalMethod.training_dataset`) built with the
-        evaluation transform, so a pass over all training pairs sees every one of them once.
+        order with no augmentation. ``dataset=None`` iterates this epoch's training items
+        (:meth:`RetrievalMethod.training_dataset`) built with the evaluation transform. In one
+        process a pass sees every item once; under DDP each process sees its shard (a
+        ``DistributedSampler`` without shuffling, whose last shard repeats a few items to
+        equal length), so results must be gathered with their dataset indices and scattered
+        back by index.
     verbose : bool
     """
 
@@ -195,6 +198,14 @@ class RetrievalMethod(nn.Module):
         from retrieval.data.torch_datasets import PairDataset
 
         return PairDataset(split, transform, tokenizer)
+
+    def training_phases(self, epochs: int) -> list[int]:
+        """Epochs of each training phase; the learning rate warms up and decays in each.
+
+        Default: one phase. D2S has two (its stages), so stage 2's new modules get their own
+        warm-up.
+        """
+        return [epochs]
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Batch a list of training items (default: torch's default collation)."""

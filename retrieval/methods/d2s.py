@@ -246,6 +246,10 @@ class DenseToSparseDistillation(RetrievalMethod):
             raise ValueError(f"stage1_fraction must be in (0, 1), got {stage1_fraction}")
         if distill not in ("cosine", "l2"):
             raise ValueError(f"distill must be 'cosine' or 'l2', got {distill!r}")
+        if max_chunk_tokens is not None and not 1 <= max_chunk_tokens <= \
+                backbone.context_length - 2:
+            raise ValueError(f"max_chunk_tokens must be in [1, {backbone.context_length - 2}] "
+                             f"(the context length minus start and end), got {max_chunk_tokens}")
         if not hasattr(backbone.model, "token_embedding"):
             raise NotImplementedError(f"D2S needs CLIP's built-in text tower; {backbone.name} "
                                       "has another one")
@@ -264,9 +268,12 @@ class DenseToSparseDistillation(RetrievalMethod):
         self.gamma = nn.Parameter(torch.zeros(()))
         # 1 or 2; a buffer, so a checkpoint says which stage its text embedding belongs to.
         self.register_buffer("stage", torch.tensor(1, dtype=torch.long))
+        # Stage-1 epochs the run was planned with (-1: not started): a resume that would move
+        # the stage boundary is refused.
+        self.register_buffer("planned_stage1_epochs", torch.tensor(-1, dtype=torch.long))
         self.teacher_cache: torch.Tensor | None = None
         self.teacher_digest: int | None = None
-        self._datasets: dict[tuple, Dataset] = {}
+        self._datasets: list[tuple[int, Any, Any, Dataset]] = []
 
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""
@@ -284,6 +291,11 @@ class DenseToSparseDistillation(RetrievalMethod):
             return epochs
         return min(epochs - 1, max(1, round(self.stage1_fraction * epochs)))
 
+    def training_phases(self, epochs: int) -> list[int]:
+        """The two stages, each with its own warm-up and cosine decay."""
+        first = self.stage1_epochs(epochs)
+        return [first, epochs - first] if epochs > first else [epochs]
+
     def _chunk_tokens(self) -> int:
         if self.max_chunk_tokens is not None:
             return int(self.max_chunk_tokens)
@@ -293,18 +305,23 @@ class DenseToSparseDistillation(RetrievalMethod):
                          *, epoch: int = 0, epochs: int = 1) -> Dataset:
         """Stage 1: one item per image with its dense caption; stage 2: caption pairs."""
         stage = 1 if epoch < self.stage1_epochs(epochs) else 2
-        key = (stage, id(split), id(transform))
-        # One dataset object per stage, so the trainer builds one loader per stage.
-        if key not in self._datasets:
-            if stage == 1:
-                self._datasets[key] = DenseCaptionDataset(split, transform, tokenizer,
-                                                          self._chunk_tokens())
-            elif split.dense_captions is None:
-                raise ValueError("D2S stage 2 distils from dense captions and the training "
-                                 "split has none: give --dense-captions FILE")
-            else:
-                self._datasets[key] = super().training_dataset(split, transform, tokenizer)
-        return self._datasets[key]
+        if epochs < 2 and epoch == 0:
+            logger.warning("D2S with --epochs %d trains stage 1 only: the sparse captions are "
+                           "never learned (give at least 2 epochs)", epochs)
+        # One dataset object per stage and split, so the trainer builds one loader per stage.
+        # Matched by identity, with the split and transform kept alive in the entry.
+        for known_stage, known_split, known_transform, dataset in self._datasets:
+            if known_stage == stage and known_split is split and known_transform is transform:
+                return dataset
+        if stage == 1:
+            dataset = DenseCaptionDataset(split, transform, tokenizer, self._chunk_tokens())
+        elif split.dense_captions is None:
+            raise ValueError("D2S stage 2 distils from dense captions and the training split "
+                             "has none: give --dense-captions FILE")
+        else:
+            dataset = super().training_dataset(split, transform, tokenizer)
+        self._datasets.append((stage, split, transform, dataset))
+        return dataset
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         if "dense" in items[0]:
@@ -350,13 +367,27 @@ class DenseToSparseDistillation(RetrievalMethod):
 
     def on_epoch_start(self, epoch: int, context: EpochContext | None = None) -> None:
         """Switch to stage 2 at its first epoch: cache the teacher's dense-caption embeddings."""
-        if context is None or epoch < self.stage1_epochs(context.epochs):
+        if context is None:
+            return
+        planned = self.stage1_epochs(context.epochs)
+        if int(self.planned_stage1_epochs) < 0:
+            self.planned_stage1_epochs.fill_(planned)
+        elif int(self.planned_stage1_epochs) != planned:
+            raise ValueError(
+                f"this D2S run was planned with {int(self.planned_stage1_epochs)} stage-1 "
+                f"epochs; --epochs {context.epochs} would put the stage boundary after epoch "
+                f"{planned}: resume with the run's original --epochs")
+        if epoch < planned:
             self.stage.fill_(1)
+            self.teacher_cache = None
+            self.teacher_digest = None
             return
         self.stage.fill_(2)
         if self.teacher_cache is not None:
-            if epoch == self.stage1_epochs(context.epochs):
-                logger.info("D2S: stage 2 resumes with its cached teacher targets")
+            if len(self.teacher_cache) != context.train_split.n_images:
+                raise ValueError(
+                    f"the cached teacher targets cover {len(self.teacher_cache)} images, the "
+                    f"training split has {context.train_split.n_images}: not this run's data")
             return
         self.teacher_cache = self.compute_teacher_cache(context)
         self.teacher_digest = self.text_tower_digest()
@@ -415,7 +446,8 @@ class DenseToSparseDistillation(RetrievalMethod):
         texts = self.encode_texts(batch["text"])
         matching = hinge_triplet(images.float() @ gather(texts).t(), image_ids,
                                  margin=self.margin, hardest=hardest)
-        target = self.teacher_cache.to(texts.device)[batch["image_index"]]
+        # Index on the host: only the batch's targets travel to the device.
+        target = self.teacher_cache[batch["image_index"].cpu()].to(texts.device)
         if self.distill == "cosine":
             distillation = (1 - (texts * target).sum(dim=-1)).mean()
         else:

@@ -235,10 +235,37 @@ def test_command_line_trains_and_evaluates_avse(synthetic, fine_tuned_clip, tmp_
     code = cli_main(["evaluate", "--run", str(run), "--data-root", str(synthetic), "--quiet",
                      "--eval-seeds", "0,1,2", "--json", str(tmp_path / "seeds.json")])
     seeds = json.loads((tmp_path / "seeds.json").read_text())
-    assert code == 0 and "rsum_std" in seeds and 0 <= seeds["rsum"] <= 600
+    # The mean of three evaluations with their own view centres.
+    method, test = load_run(run), load_split(synthetic, "test")
+    separate = []
+    for seed in (0, 1, 2):
+        method.eval_seed = seed
+        separate.append(evaluate_split(method, test, verbose=False)["rsum"])
+    assert code == 0 and seeds["rsum"] == pytest.approx(np.mean(separate))
+    assert seeds["rsum_std"] == pytest.approx(np.std(separate, ddof=1))
+    with pytest.raises(SystemExit, match="comma-separated integers"):
+        cli_main(["evaluate", "--run", str(run), "--data-root", str(synthetic), "--quiet",
+                  "--eval-seeds", "0,,1"])
+    with pytest.raises(SystemExit, match="no precomputed-feature form"):
+        cli_main(["encode", "--run", str(run), "--data-root", str(synthetic), "--quiet",
+                  "--output", str(tmp_path / "features")])
     with pytest.raises(SystemExit, match="no seeded evaluation"):
         cli_main(["evaluate", "--run", str(fine_tuned_clip), "--data-root", str(synthetic),
                   "--quiet", "--eval-seeds", "0,1"])
+
+
+def test_folds_protocol_scores_each_fold_with_the_method(fine_tuned_clip, synthetic):
+    torch.manual_seed(0)
+    method = build_method("avse", MODEL, fine_tuned_clip, method_config={"k_short": 5})
+    test = load_split(synthetic, "test")
+    folds = evaluate_split(method, test, verbose=False, protocol="1k-folds", n_folds=2,
+                           fold_size=10)
+    images, texts, ids = __import__("retrieval.training", fromlist=["encode_split"]).encode_split(
+        method, test, verbose=False)
+    expected = [method.evaluate_embeddings(images[a:a + 10], texts[(ids >= a) & (ids < a + 10)],
+                                           ids[(ids >= a) & (ids < a + 10)] - a)["rsum"]
+                for a in (0, 10)]
+    assert folds["rsum"] == pytest.approx(np.mean(expected))
 
 
 def test_bad_configurations_are_clear_errors():
@@ -248,3 +275,5 @@ def test_bad_configurations_are_clear_errors():
         avse(view_mode="random")
     with pytest.raises(ValueError, match="keep_train"):
         avse(keep_train=0)
+    with pytest.raises(ValueError, match="eval_seed"):
+        avse(eval_seed=-1)
