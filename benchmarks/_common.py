@@ -339,3 +339,25 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"commit": commit, "dirty": dirty}
+
+
+def regularized_spectral_clustering(graphs, n_clusters: int, seed: int) -> np.ndarray:
+    """Regularised spectral clustering (Qin and Rohe, NeurIPS 2013) of the summed graphs.
+
+    The shipped paper graphs are disconnected (ACM's co-author graph has 717 components,
+    Cora's graphs 78), and plain spectral clustering then returns small components as clusters
+    (measured with scikit-learn's ``SpectralClustering``: ACM ACC 0.353 / NMI 0.004, Cora
+    0.301 / 0.019). Raising every degree by ``tau`` = the mean degree,
+    ``L = D_tau^{-1/2} A D_tau^{-1/2}``, is the standard remedy; the top ``n_clusters``
+    eigenvectors, rows L2-normalised, go to k-means.
+    """
+    from scipy.sparse.linalg import eigsh
+    from sklearn.preprocessing import normalize
+
+    affinity = sp.csr_matrix(sum(sp.csr_matrix(g, dtype=np.float64) for g in graphs))
+    affinity = (affinity + affinity.T) / 2
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    scale = sp.diags(1.0 / np.sqrt(degree + degree.mean()))
+    start = np.random.RandomState(seed).rand(affinity.shape[0])
+    _, vectors = eigsh(scale @ affinity @ scale, k=n_clusters, which="LA", v0=start)
+    return KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(normalize(vectors))
