@@ -659,6 +659,30 @@ def coco_1k_metrics(
     return fold_metrics(image_embeddings, text_embeddings, text_image_ids, 5, 1000, **kw)
 
 
+def protocol_metrics(
+    image_embeddings: Any,
+    text_embeddings: Any,
+    text_image_ids: Any,
+    protocol: str = "full",
+    metric_fn: Optional[Callable[..., Dict[str, float]]] = None,
+    **kw: Any,
+) -> Dict[str, float]:
+    """Metrics of a gallery under an evaluation protocol.
+
+    ``"full"``: the whole gallery; ``"1k-folds"``: :func:`fold_metrics` (five folds of 1,000
+    images, means only). ``metric_fn`` scores one gallery (default :func:`retrieval_metrics`).
+    """
+    metric_fn = retrieval_metrics if metric_fn is None else metric_fn
+    if protocol == "1k-folds":
+        metrics = fold_metrics(image_embeddings, text_embeddings, text_image_ids,
+                               metric_fn=metric_fn, **kw)
+        metrics.pop("folds", None)
+        return metrics
+    if protocol != "full":
+        raise ValueError(f"protocol must be 'full' or '1k-folds', got {protocol!r}")
+    return metric_fn(image_embeddings, text_embeddings, text_image_ids, **kw)
+
+
 def _check_count(image_embeddings: Any, expected: int, name: str) -> None:
     n = _to_numpy(image_embeddings).shape[0]
     if n != expected:

@@ -492,20 +492,14 @@ def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True
     own scoring, e.g. AVSE's multi-vector path); a bare backbone is scored on its pooled
     embeddings. ``protocol="1k-folds"`` averages five folds of 1,000 images (COCO 1K).
     """
-    from retrieval.evaluation import fold_metrics, retrieval_metrics
+    from retrieval.evaluation import protocol_metrics
 
     if isinstance(method, RetrievalMethod):
         return method.evaluate_split(split, batch_size=batch_size, verbose=verbose,
                                      max_images=max_images, protocol=protocol, **metric_kwargs)
     images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose,
                                       max_images=max_images)
-    if protocol == "1k-folds":
-        metrics = fold_metrics(images, texts, ids, **metric_kwargs)
-        metrics.pop("folds", None)
-        return metrics
-    if protocol != "full":
-        raise ValueError(f"protocol must be 'full' or '1k-folds', got {protocol!r}")
-    return retrieval_metrics(images, texts, ids, **metric_kwargs)
+    return protocol_metrics(images, texts, ids, protocol, **metric_kwargs)
 
 
 # --------------------------------------------------------------------------------------------

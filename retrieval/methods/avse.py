@@ -454,16 +454,10 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
 
         ``protocol="1k-folds"`` scores each fold of 1,000 images on its own (COCO 1K).
         """
-        from retrieval.evaluation import fold_metrics
+        from retrieval.evaluation import protocol_metrics
 
-        if protocol == "1k-folds":
-            metrics = fold_metrics(images, texts, text_image_ids,
-                                   metric_fn=self._gallery_metrics, **metric_kwargs)
-            metrics.pop("folds", None)
-            return metrics
-        if protocol != "full":
-            raise ValueError(f"protocol must be 'full' or '1k-folds', got {protocol!r}")
-        return self._gallery_metrics(images, texts, text_image_ids, **metric_kwargs)
+        return protocol_metrics(images, texts, text_image_ids, protocol,
+                                metric_fn=self._gallery_metrics, **metric_kwargs)
 
     def _gallery_metrics(self, images: Any, texts: Any, text_image_ids: Any, *,
                          scoring: str | None = None, k_short: int | None = None,

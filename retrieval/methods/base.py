@@ -252,15 +252,9 @@ class RetrievalMethod(nn.Module):
     def evaluate_embeddings(self, images: Any, texts: Any, text_image_ids: Any, *,
                             protocol: str = "full", **metric_kwargs: Any) -> dict[str, float]:
         """Metrics from encoded galleries (rows of :meth:`encode_images` / ``encode_texts``)."""
-        from retrieval.evaluation import fold_metrics, retrieval_metrics
+        from retrieval.evaluation import protocol_metrics
 
-        if protocol == "1k-folds":
-            metrics = fold_metrics(images, texts, text_image_ids, **metric_kwargs)
-            metrics.pop("folds", None)
-            return metrics
-        if protocol != "full":
-            raise ValueError(f"protocol must be 'full' or '1k-folds', got {protocol!r}")
-        return retrieval_metrics(images, texts, text_image_ids, **metric_kwargs)
+        return protocol_metrics(images, texts, text_image_ids, protocol, **metric_kwargs)
 
     def new_modules(self) -> list[nn.Module]:
         """Modules added by the method (trained with ``lr_new``); the backbone is not one."""
