@@ -794,8 +794,9 @@ class _DenseConsensus:
     def __init__(self, straight, hard, inverse_degree):
         self.straight = straight
         self.hard = hard
-        self.hard_sparse = hard.detach().to_sparse_csr()
-        self.hard_sparse_t = hard.detach().T.contiguous().to_sparse_csr()
+        with quiet_sparse_csr():
+            self.hard_sparse = hard.detach().to_sparse_csr()
+            self.hard_sparse_t = hard.detach().T.contiguous().to_sparse_csr()
         self.inverse_degree = inverse_degree
 
     def propagate(self, features, order):
