@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: metrics of a run, a zero-shot backbone or precomputed features."""
     import numpy as np
 
-    from retrieval.evaluation import fold_metrics, retrieval_metrics
+    from retrieval.evaluation import protocol_metrics
 
     _resolve_device(args)
     root = Path(args.data_root)
@@ -228,12 +228,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.protocol == "1k-folds":
             title += " (1K folds, mean)"
         return _report(args, metrics, title)
+    metrics = protocol_metrics(images, texts, ids, args.protocol)
     if args.protocol == "1k-folds":
-        metrics = fold_metrics(images, texts, ids)
-        metrics.pop("folds", None)
         title += " (1K folds, mean)"
-    else:
-        metrics = retrieval_metrics(images, texts, ids)
     return _report(args, metrics, title)
 
 

@@ -675,7 +675,6 @@ class Trainer:
                         num_workers=cfg.num_workers, drop_last=True, collate_fn=method.collate,
                         pin_memory=device.type == "cuda"))
                 epoch_loaders.append(loaders[id(dataset)])
-            total_steps = sum(len(loader) for _, loader in epoch_loaders)
             optimizer = torch.optim.AdamW(
                 method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
             phases = method.training_phases(cfg.epochs)

@@ -456,6 +456,3 @@ class DenseToSparseDistillation(RetrievalMethod):
         return {"loss": loss, "matching": matching, "distillation": distillation,
                 "gamma": self.gamma.detach().abs()}
 
-    def new_modules(self) -> list[nn.Module]:
-        return [self.decoder]
-
