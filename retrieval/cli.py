@@ -69,7 +69,7 @@ def _load(args: argparse.Namespace, split: str, **kwargs):
 
 
 # Messages of the loaders for a split that simply is not there (as opposed to a broken one).
-_ABSENT_SPLIT = ("no line of split", "no image in split", "not found")
+_ABSENT_SPLIT = ("no line of split", "no image in split", "not found", "no split")
 
 
 def _load_optional(args: argparse.Namespace, split: str):
@@ -100,10 +100,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A published noise file indexes the canonical ("precomp") training order: refuse to apply
     # it to images in another order.
     train_split = _load(args, "train", **({"ids_file": "strict"} if args.noise_file else {}))
-    if not hasattr(train_split, "image_paths"):
-        raise SystemExit(f"{args.data_root} holds precomputed features; method "
-                         f"{args.method!r} fine-tunes the CLIP towers and needs the images "
-                         "(features serve evaluation only)")
+    on_features = not hasattr(train_split, "image_paths")
+    if on_features:
+        return _train_on_features(args, train_split)
+    if not args.model:
+        raise SystemExit("train: --model NAME is required (unless --data-root holds features)")
     from retrieval.methods import get_method
 
     method_class = get_method(args.method)
@@ -148,6 +149,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"trained {args.method} for {config.epochs} epochs; best validation rSum "
               f"{trainer.best_rsum_:.2f} at epoch {trainer.best_epoch_ + 1}; run saved to "
               f"{args.output}")
+    return 0
+
+
+def _train_on_features(args: argparse.Namespace, train_split) -> int:
+    """``train`` on a features folder: the method's feature form, no images, no backbone."""
+    from retrieval.training import TrainConfig, Trainer, build_feature_method
+
+    refused = [option for option, given in (
+        ("--pretrained", args.pretrained), ("--dense-captions", args.dense_captions),
+        ("--noise-file", args.noise_file), ("--noise-ratio", args.noise_ratio),
+        ("--grad-checkpointing", args.grad_checkpointing)) if given]
+    if refused:
+        raise SystemExit(f"{args.data_root} holds precomputed features: {', '.join(refused)} "
+                         "apply to training on images (the features fix the weights and "
+                         "carry their own arrays; see `encode --help`)")
+    if args.model and args.model != train_split.model:
+        raise SystemExit(f"{args.data_root} holds features of {train_split.model!r}, not "
+                         f"--model {args.model!r}")
+    val_split = _load_optional(args, "val")
+    method_config = json.loads(args.method_config) if args.method_config else {}
+    try:
+        method = build_feature_method(args.method, train_split, method_config=method_config)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr_backbone=args.lr,
+        lr_new=args.lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+        amp=args.amp, augment=False, num_workers=args.workers,
+        val_max_images=args.val_max_images, verbose=not args.quiet)
+    run_info = {"data_root": str(args.data_root), "format": "features",
+                "command": " ".join(sys.argv)}
+    trainer = Trainer(method, config, args.output, run_info=run_info)
+    try:
+        trainer.fit(train_split, val_split, resume=not args.restart)
+    except ValueError as exc:
+        if "needs" in str(exc) and "encode" in str(exc):
+            raise SystemExit(str(exc)) from None
+        raise
+    if trainer.history_:
+        print(f"trained the feature form of {args.method} for {config.epochs} epochs; best "
+              f"validation rSum {trainer.best_rsum_:.2f} at epoch {trainer.best_epoch_ + 1}; "
+              f"run saved to {args.output}")
     return 0
 
 
@@ -196,6 +239,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from retrieval.data import load_features
 
         features = load_features(root, split=args.split)
+        if args.run:
+            from retrieval.training import evaluate_split, load_run
+
+            model = load_run(args.run, which=args.which, device=args.device_resolved)
+            if not hasattr(model, "space"):
+                raise SystemExit(f"run {args.run} fine-tuned the CLIP towers: evaluate it on the "
+                                 f"images, not on the precomputed features in {root}")
+            try:
+                metrics = evaluate_split(model, features, batch_size=args.batch_size,
+                                         verbose=not args.quiet, protocol=args.protocol)
+            except ValueError as exc:
+                raise SystemExit(f"cannot evaluate run {args.run} on {root}: {exc}") from None
+            title = f"run {args.run} on the {features.model} features of {args.split}" + (
+                " (1K folds, mean)" if args.protocol == "1k-folds" else "")
+            return _report(args, metrics, title)
+        if args.model:
+            raise SystemExit(f"{root} holds precomputed features of {features.model}: --model "
+                             "is not used; give no model (or --run of a feature run)")
         images, texts, ids = features.img_pooled, features.txt_pooled, features.text_image_ids
         title = f"precomputed features of {features.model} on {args.split}"
     else:
@@ -223,8 +284,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             for key in runs[0]})
             title += f" (mean over evaluation seeds {args.eval_seeds})"
         else:
-            metrics = evaluate_split(model, split, batch_size=args.batch_size,
-                                     verbose=not args.quiet, protocol=args.protocol)
+            try:
+                metrics = evaluate_split(model, split, batch_size=args.batch_size,
+                                         verbose=not args.quiet, protocol=args.protocol)
+            except ValueError as exc:
+                if args.protocol != "1k-folds" or "folds" not in str(exc):
+                    raise
+                raise SystemExit(f"--protocol 1k-folds (COCO 1K) on {args.split}: {exc}") from None
         if args.protocol == "1k-folds":
             title += " (1K folds, mean)"
         return _report(args, metrics, title)
@@ -267,8 +333,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
         extra["weights_sha256"] = _sha256(weights_file)
     for split_name in args.splits.split(","):
         split = _load(args, split_name)
+        if args.dense_captions and split_name == "train":
+            split = split.with_dense_captions(args.dense_captions)
         out = encode_to_features(model, split, args.output, batch_size=args.batch_size,
-                                 verbose=not args.quiet, extra_manifest=extra)
+                                 verbose=not args.quiet, extra_manifest=extra,
+                                 tokens=args.tokens)
         print(f"wrote {split_name}: {split.n_images} images, {split.n_captions} captions -> "
               f"{out}")
     return 0
@@ -314,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune a method")
     p.add_argument("--method", choices=sorted(METHODS), default="contrastive")
     p.add_argument("--method-config", help="JSON object of method hyper-parameters")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="open_clip model name (not needed on a features folder)")
     p.add_argument("--pretrained",
                    help="open_clip tag, local weights file, or a finished run folder (start "
                         "from its fine-tuned CLIP)")
@@ -360,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--splits", default="test")
+    p.add_argument("--tokens", action="store_true",
+                   help="also write the captions' token states (D2S's feature form needs them)")
+    p.add_argument("--dense-captions",
+                   help="dense-caption .jsonl of the training images: writes their pooled "
+                        "embeddings (dense_pooled) with the train split")
     p.set_defaults(func=cmd_encode)
     return parser
 

@@ -341,6 +341,30 @@ def build_method(method: str, model: str, pretrained: str | os.PathLike | None =
     return instance.to(device)
 
 
+def build_feature_method(method: str, features: Any, *,
+                         method_config: dict[str, Any] | None = None,
+                         device: str | torch.device = "cpu") -> RetrievalMethod:
+    """Build a method's feature form: heads trained on precomputed features (spec 4.4).
+
+    Parameters
+    ----------
+    method : str
+        A method with a feature form (``retrieval.methods.features.FEATURE_METHODS``).
+    features : FeatureSplit, FeatureSpace or dict
+        A split of the features folder (or its manifest) the method will train on.
+    method_config : dict, optional
+    device : str or torch.device, default="cpu"
+    """
+    from retrieval.methods.features import FeatureSpace, get_feature_method
+
+    if isinstance(features, FeatureSpace):
+        space = features
+    else:
+        space = FeatureSpace.from_manifest(getattr(features, "manifest", features))
+    instance = get_feature_method(method).from_config(space, dict(method_config or {}))
+    return instance.to(device)
+
+
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, Any]:
     """``module.state_dict()`` detached on the CPU, extra states (dicts of tensors) included."""
 
@@ -426,12 +450,24 @@ def load_run(run_dir: str | os.PathLike, *, which: str = "best",
     missing = [key for key in ("method", "model") if key not in config]
     if missing:
         raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} lacks {missing}")
-    method = build_method(config["method"], config["model"], None,
-                          method_config=config.get("method_config"), device="cpu")
+    if "features" in config:
+        from retrieval.methods.features import FeatureSpace
+
+        try:
+            space = FeatureSpace(**config["features"])
+        except TypeError as exc:
+            raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE}: bad 'features' entry "
+                                  f"({exc})") from exc
+        method = build_feature_method(config["method"], space,
+                                      method_config=config.get("method_config"))
+    else:
+        method = build_method(config["method"], config["model"], None,
+                              method_config=config.get("method_config"), device="cpu")
     path, state = _run_weights(run_dir, which)
     load_method_state(method, state, source=str(path))
-    # Features encoded from this model must name where its weights came from.
-    method.backbone.pretrained = str(path)
+    if hasattr(method, "backbone"):
+        # Features encoded from this model must name where its weights came from.
+        method.backbone.pretrained = str(path)
     return method.to(device)
 
 
@@ -455,12 +491,26 @@ def encode_split(method, split, *, batch_size: int = 256, verbose: bool = True,
 
 
 def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: int = 256,
-                       verbose: bool = True, extra_manifest: dict[str, Any] | None = None):
+                       verbose: bool = True, extra_manifest: dict[str, Any] | None = None,
+                       tokens: bool = False):
     """Encode a split and write it in the precomputed-feature format (spec 4.4).
 
     Evaluation can then be rerun from ``folder`` without the backbone
     (``load_features`` + :func:`retrieval.evaluation.retrieval_metrics`, or
-    ``python -m retrieval evaluate --data-root folder``).
+    ``python -m retrieval evaluate --data-root folder``), and the feature forms of the methods
+    train on it (``train --method NAME --data-root folder``).
+
+    Parameters
+    ----------
+    method : RetrievalMethod or ClipBackbone
+    split : RetrievalSplit
+        When it carries dense captions (the synthetic set, ``dense_captions.jsonl``, or
+        ``with_dense_captions``), their pooled embeddings are written too (``dense_pooled``:
+        sentence chunks within the context, chunk embeddings averaged, as D2S does).
+    folder : path
+    tokens : bool, default=False
+        Also write the captions' projected token states (``txt_tokens``, float16, and
+        ``txt_len``), which D2S's feature form decodes. About ``L x d x 2`` bytes per caption.
 
     Returns
     -------
@@ -473,14 +523,55 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
 
     backbone = method.backbone if hasattr(method, "backbone") else method
     images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose)
+    optional: dict[str, np.ndarray] = {}
+    if getattr(split, "dense_captions", None) is not None:
+        optional["dense_pooled"] = _encode_dense_captions(method, backbone, split.dense_captions,
+                                                          batch_size=batch_size, verbose=verbose)
+    if tokens:
+        optional["txt_tokens"], optional["txt_len"] = _encode_text_tokens(
+            backbone, split.captions, batch_size=batch_size, verbose=verbose)
     manifest = {
         "model": backbone.name, "weights": backbone.pretrained or "random",
         "method": getattr(method, "name", "backbone"), "open_clip": open_clip.__version__,
         "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
         "w": backbone.vision_width, "context_length": backbone.context_length,
-        "normalisation": "l2", **(extra_manifest or {}),
+        "normalisation": "l2", "txt_tokens_space": "joint (ln_final states x text projection)",
+        **(extra_manifest or {}),
     }
-    return save_features(folder, split.name, images, texts, ids, manifest)
+    return save_features(folder, split.name, images, texts, ids, manifest, **optional)
+
+
+def _encode_dense_captions(method, backbone, dense_captions, *, batch_size: int,
+                           verbose: bool) -> np.ndarray:
+    from retrieval.methods.d2s import split_dense_caption
+
+    chunks = [split_dense_caption(text, backbone.tokenizer, backbone.context_length - 2)
+              for text in dense_captions]
+    owner = np.repeat(np.arange(len(chunks)), [len(c) for c in chunks])
+    flat = [piece for pieces in chunks for piece in pieces]
+    embedded = encode_texts(method, flat, batch_size=batch_size, verbose=verbose)
+    summed = np.zeros((len(chunks), embedded.shape[1]), dtype=np.float64)
+    np.add.at(summed, owner, embedded)
+    summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+    return summed.astype(np.float32)
+
+
+@torch.no_grad()
+def _encode_text_tokens(backbone, captions, *, batch_size: int, verbose: bool
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    from tqdm.auto import tqdm
+
+    states, lengths = [], []
+    was_training = backbone.training
+    backbone.eval()
+    for start in tqdm(range(0, len(captions), batch_size), desc="encode tokens",
+                      disable=not verbose, leave=False):
+        ids = backbone.tokenize(list(captions[start:start + batch_size])).to(backbone.device)
+        _, tokens, valid = backbone.text_tokens(ids)
+        states.append(tokens.float().cpu().numpy().astype(np.float16))
+        lengths.append(valid.sum(dim=1).cpu().numpy().astype(np.int64))
+    backbone.train(was_training)
+    return np.concatenate(states), np.concatenate(lengths)
 
 
 def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True,
@@ -558,12 +649,19 @@ class Trainer:
         return self._autocast_context(device), scaler
 
     def _config_payload(self) -> dict[str, Any]:
-        backbone: ClipBackbone = self.method.backbone
+        space = getattr(self.method, "space", None)
+        if space is not None:
+            # A feature form: no backbone, the features' model and weights instead.
+            model, pretrained, extra = space.model, space.weights, {"features": space.to_dict()}
+        else:
+            backbone: ClipBackbone = self.method.backbone
+            model, pretrained, extra = backbone.name, backbone.pretrained, {}
         return {
             "method": self.method.name,
             "method_config": self.method.get_config(),
-            "model": backbone.name,
-            "pretrained": backbone.pretrained,
+            "model": model,
+            "pretrained": pretrained,
+            **extra,
             "train": dataclasses.asdict(self.config),
             "run": self.run_info,
             "torch": torch.__version__,
@@ -602,6 +700,8 @@ class Trainer:
         if getattr(val_split, "name", "") == "test":
             raise ValueError("the validation split is the test split: model selection must "
                              "never look at test (spec 2.5)")
+        if not hasattr(train_split, "image_paths") or not hasattr(val_split, "image_paths"):
+            return  # precomputed features: the splits were encoded from distinct splits
         shared = set(train_split.image_paths) & set(val_split.image_paths)
         if shared:
             raise ValueError(f"{len(shared)} images are both in the training and the validation "
@@ -643,10 +743,16 @@ class Trainer:
                     self._clear_run_folder()
                 self._write_config()
             context.barrier()
-            backbone = method.backbone
-            if cfg.grad_checkpointing:
+            # Feature forms (precomputed features) have no backbone: no images to transform,
+            # no captions to tokenise.
+            backbone = getattr(method, "backbone", None)
+            if cfg.grad_checkpointing and backbone is not None:
                 backbone.model.set_grad_checkpointing(True)
-            transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
+            if backbone is None:
+                transform = eval_transform = tokenizer = None
+            else:
+                transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
+                eval_transform, tokenizer = backbone.preprocess, backbone.tokenizer
             if cfg.batch_size % context.world_size:
                 raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
                                  f"{context.world_size} processes")
@@ -657,7 +763,7 @@ class Trainer:
             loaders: dict[int, tuple[DistributedSampler, DataLoader]] = {}
             epoch_loaders = []
             for epoch in range(cfg.epochs):
-                dataset = method.training_dataset(train_split, transform, backbone.tokenizer,
+                dataset = method.training_dataset(train_split, transform, tokenizer,
                                                   epoch=epoch, epochs=cfg.epochs)
                 if id(dataset) not in loaders:
                     if len(dataset) < cfg.batch_size:
@@ -692,9 +798,8 @@ class Trainer:
             def make_loader(dataset=None, batch_size=None, collate_fn=None, *, epoch=0):
                 # In dataset order, without augmentation, each process its own shard.
                 if dataset is None:
-                    dataset = method.training_dataset(train_split, backbone.preprocess,
-                                                      backbone.tokenizer, epoch=epoch,
-                                                      epochs=cfg.epochs)
+                    dataset = method.training_dataset(train_split, eval_transform, tokenizer,
+                                                      epoch=epoch, epochs=cfg.epochs)
                     collate_fn = collate_fn or method.collate
                 shard = DistributedSampler(dataset, num_replicas=context.world_size,
                                            rank=context.rank, shuffle=False, drop_last=False) \

@@ -104,8 +104,14 @@ class GranularBallContrastiveClustering(
         one full batch against 0.76-0.94 with two batches of 272 (4 seeds each).
     max_epochs : int, default=150
         Training epochs; the model of the last epoch is kept (no label-based selection).
+    max_steps : int or None, default=3000
+        Cap on the mini-batch steps: training runs ``min(max_epochs, ceil(max_steps /
+        batches per epoch))`` epochs. With the defaults every dataset up to n = 20,480 trains
+        its full 150 epochs (at most 20 batches each); larger ones train fewer, longer epochs,
+        so the fit time stops growing with n (n = 100,000: 31 epochs of 98 batches; measured
+        ACC 0.991 after 20 epochs on the scaling benchmark's data). ``None``: no cap.
     learning_rate : float, default=1e-2
-        Adam learning rate, annealed to 0 with a cosine schedule over ``max_epochs``.
+        Adam learning rate, annealed to 0 with a cosine schedule over the epochs trained.
     weight_decay : float, default=0.0
         Adam weight decay.
     scale : {"auto", "minmax", "none"}, default="auto"
@@ -202,6 +208,7 @@ class GranularBallContrastiveClustering(
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "scale": [StrOptions({"auto", "minmax", "none"})],
@@ -227,6 +234,7 @@ class GranularBallContrastiveClustering(
         reconstruction_weight: float = 1.0,
         batch_size: int = 1024,
         max_epochs: int = 150,
+        max_steps: int | None = 3000,
         learning_rate: float = 1e-2,
         weight_decay: float = 0.0,
         scale: str = "auto",
@@ -248,6 +256,7 @@ class GranularBallContrastiveClustering(
         self.reconstruction_weight = reconstruction_weight
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.max_steps = max_steps
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.scale = scale
@@ -376,18 +385,29 @@ class GranularBallContrastiveClustering(
                 )
                 batches = batches[:-1]
             return batches
-        n_batches = max(1, min(int(np.ceil(n / self.batch_size)), n // 2))
-        return np.array_split(order, n_batches)
+        return np.array_split(order, self._n_batches(n))
+
+    def _n_batches(self, n):
+        if self.variant == "reference":
+            return int(np.ceil(n / self.batch_size))
+        return max(1, min(int(np.ceil(n / self.batch_size)), n // 2))
+
+    def _epochs(self, n):
+        """Epochs trained on ``n`` samples: ``max_epochs``, capped by ``max_steps``."""
+        if self.max_steps is None:
+            return int(self.max_epochs)
+        return int(min(self.max_epochs, max(1, np.ceil(self.max_steps / self._n_batches(n)))))
 
     def _train_once(self, data, seed, device, restart, hidden):
         n = data[0].n_rows
+        epochs = self._epochs(n)
         with torch_seed(seed, device):
             model = self._build_model(hidden).to(device)
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
             )
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=self.max_epochs, eta_min=0.0
+                optimizer, T_max=epochs, eta_min=0.0
             )
             order_generator = torch.Generator().manual_seed(seed)
             ball_generator = torch.Generator(device=device)
@@ -418,7 +438,7 @@ class GranularBallContrastiveClustering(
                 return {"loss": totals[0], "contrastive": totals[1], "reconstruction": totals[2]}
 
             desc = "MGBCC" if self.n_init == 1 else f"MGBCC restart {restart + 1}/{self.n_init}"
-            history = run_epochs(self.max_epochs, train_epoch, desc=desc, verbose=self.verbose)
+            history = run_epochs(epochs, train_epoch, desc=desc, verbose=self.verbose)
         return RestartResult(final_loss(history), model, history)
 
     # ---------------------------------------------------------- the ball loss

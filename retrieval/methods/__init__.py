@@ -1,11 +1,20 @@
-"""Retrieval methods: one class each, sharing :class:`RetrievalMethod`'s interface."""
+"""Retrieval methods: one class each, sharing :class:`RetrievalMethod`'s interface.
+
+Feature forms (heads trained on precomputed features of a frozen CLIP) are registered under the
+method's name in :data:`FEATURE_METHODS` (:mod:`retrieval.methods.features`).
+"""
 
 from retrieval.methods.avse import AsymmetricVisualSemanticEmbedding
 from retrieval.methods.base import (METHODS, EpochContext, GatherFn, RetrievalMethod, get_method,
                                     register_method)
 from retrieval.methods.contrastive import ContrastiveFineTune
 from retrieval.methods.d2s import DenseToSparseDistillation
+from retrieval.methods.d2s_features import DenseToSparseAdapters
+from retrieval.methods.features import (FEATURE_METHODS, AdapterContrastive, FeatureMethod,
+                                        FeatureSpace, ResidualAdapter, get_feature_method,
+                                        register_feature_method)
 
-__all__ = ["METHODS", "AsymmetricVisualSemanticEmbedding", "ContrastiveFineTune", "DenseToSparseDistillation",
-           "EpochContext",
-           "GatherFn", "RetrievalMethod", "get_method", "register_method"]
+__all__ = ["FEATURE_METHODS", "METHODS", "AdapterContrastive", "AsymmetricVisualSemanticEmbedding",
+           "ContrastiveFineTune", "DenseToSparseAdapters", "DenseToSparseDistillation", "EpochContext", "FeatureMethod",
+           "FeatureSpace", "GatherFn", "ResidualAdapter", "RetrievalMethod", "get_feature_method",
+           "get_method", "register_feature_method", "register_method"]

@@ -166,6 +166,28 @@ class PromptDecoder(nn.Module):
         return out[:, tokens.shape[1]:].mean(dim=1)
 
 
+def stage1_epoch_count(stage1_fraction: float, epochs: int) -> int:
+    """Epochs of stage 1 in a D2S run of ``epochs`` (at least one per stage from 2 epochs)."""
+    if epochs < 2:
+        return epochs
+    return min(epochs - 1, max(1, round(stage1_fraction * epochs)))
+
+
+def enter_epoch_stage(planned_buffer: torch.Tensor, stage1_fraction: float, epoch: int,
+                      epochs: int) -> int:
+    """The stage (1 or 2) of ``epoch``; records the planned boundary in ``planned_buffer`` on
+    the first call and refuses a resume whose ``epochs`` would move it."""
+    planned = stage1_epoch_count(stage1_fraction, epochs)
+    if int(planned_buffer) < 0:
+        planned_buffer.fill_(planned)
+    elif int(planned_buffer) != planned:
+        raise ValueError(
+            f"this D2S run was planned with {int(planned_buffer)} stage-1 epochs; --epochs "
+            f"{epochs} would put the stage boundary after epoch {planned}: resume with the "
+            "run's original --epochs")
+    return 1 if epoch < planned else 2
+
+
 def _tensor_digest(tensors) -> int:
     digest = hashlib.sha256()
     for tensor in tensors:
@@ -287,9 +309,7 @@ class DenseToSparseDistillation(RetrievalMethod):
     # ------------------------------------------------------------------ stages
     def stage1_epochs(self, epochs: int) -> int:
         """Epochs of stage 1 in a run of ``epochs`` (the rest is stage 2)."""
-        if epochs < 2:
-            return epochs
-        return min(epochs - 1, max(1, round(self.stage1_fraction * epochs)))
+        return stage1_epoch_count(self.stage1_fraction, epochs)
 
     def training_phases(self, epochs: int) -> list[int]:
         """The two stages, each with its own warm-up and cosine decay."""
@@ -369,15 +389,8 @@ class DenseToSparseDistillation(RetrievalMethod):
         """Switch to stage 2 at its first epoch: cache the teacher's dense-caption embeddings."""
         if context is None:
             return
-        planned = self.stage1_epochs(context.epochs)
-        if int(self.planned_stage1_epochs) < 0:
-            self.planned_stage1_epochs.fill_(planned)
-        elif int(self.planned_stage1_epochs) != planned:
-            raise ValueError(
-                f"this D2S run was planned with {int(self.planned_stage1_epochs)} stage-1 "
-                f"epochs; --epochs {context.epochs} would put the stage boundary after epoch "
-                f"{planned}: resume with the run's original --epochs")
-        if epoch < planned:
+        if enter_epoch_stage(self.planned_stage1_epochs, self.stage1_fraction, epoch,
+                             context.epochs) == 1:
             self.stage.fill_(1)
             self.teacher_cache = None
             self.teacher_digest = None

@@ -83,6 +83,21 @@ def test_mgbcc_recovers_planted_clusters_and_sets_attributes():
     assert np.all(np.linalg.norm(model.embedding_, axis=1) <= 1 + 1e-6)
 
 
+def test_mgbcc_step_cap_shortens_training_on_large_data():
+    views, _ = planted_views(n=120)
+    # 120 samples in batches of 16: 8 batches per epoch; 20 steps -> ceil(20 / 8) = 3 epochs.
+    capped = GranularBallContrastiveClustering(
+        n_clusters=4, max_epochs=10, max_steps=20, batch_size=16, random_state=0, device="cpu"
+    ).fit(views)
+    assert capped.n_epochs_ == len(capped.loss_history_) == 3
+    # The default cap (3,000 steps) leaves small data at max_epochs.
+    free = GranularBallContrastiveClustering(
+        n_clusters=4, max_epochs=4, batch_size=16, random_state=0, device="cpu"
+    ).fit(views)
+    assert free.n_epochs_ == 4
+    assert GranularBallContrastiveClustering(max_steps=None, max_epochs=7)._epochs(10**6) == 7
+
+
 def test_mgbcc_is_bit_identical_under_random_state():
     views, _ = planted_views(n=120)
     a = GranularBallContrastiveClustering(n_clusters=4, random_state=3, **SMALL_MGBCC).fit(views)

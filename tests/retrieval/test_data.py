@@ -53,29 +53,16 @@ def needs_shared(test):
 # ---------------------------------------------------------------------------------------
 
 
-def _wheel_photos() -> list[Path]:
-    import matplotlib
-    import sklearn.datasets
-
-    sk_images = Path(sklearn.datasets.__file__).parent / "images"
-    mpl = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    photos = [sk_images / "china.jpg", sk_images / "flower.jpg", mpl]
-    missing = [str(p) for p in photos if not p.is_file()]
-    if missing:
-        pytest.skip(f"sample photos not installed: {missing}")
-    return photos
-
-
 def _sentences(tag: str, n: int = 5) -> list[dict]:
     # Padded with spaces to check that captions are stripped.
     return [{"raw": f"  Test caption {k} of {tag} (written by the mvlearn-plus tests). ", "tokens": []} for k in range(n)]
 
 
 @pytest.fixture(scope="module")
-def karpathy_root(tmp_path_factory) -> Path:
+def karpathy_root(tmp_path_factory, wheel_photos) -> Path:
     """A Flickr30K-style and a COCO-style Karpathy JSON over copies of real photos."""
     root = tmp_path_factory.mktemp("karpathy")
-    photos = _wheel_photos()
+    photos = wheel_photos
     (root / "val2014").mkdir()
     flickr_splits = ["train", "test", "restval", "val", "test", "test"]
     images = []

@@ -1,0 +1,153 @@
+"""Training on precomputed features: the Trainer's path for frozen-tower methods (spec 1.3, 4.4).
+
+A tiny CLIP encodes a small synthetic set once (pooled vectors, caption token states, pooled
+dense captions); the feature forms of ``contrastive`` (residual adapters) and ``d2s`` (its
+adapter form) then train, select, save, resume and evaluate without images or a backbone.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.cli import main as cli_main
+from retrieval.data import load_features, make_synthetic
+from retrieval.evaluation import protocol_metrics
+from retrieval.methods.features import FeatureSpace, get_feature_method
+from retrieval.training import (LAST_CHECKPOINT, TrainConfig, Trainer, build_feature_method,
+                                load_run)
+
+MODEL = "tiny-vit-64"
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    data = make_synthetic(root / "synthetic", n_images=120, seed=0)
+    out = root / "features"
+    assert cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output", str(out),
+                     "--splits", "train,val,test", "--tokens", "--quiet"]) == 0
+    return out
+
+
+def small_config(epochs, **kw):
+    base = dict(epochs=epochs, batch_size=32, lr_backbone=1e-3, lr_new=1e-3, seed=0,
+                verbose=False, eval_batch_size=64)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_encode_writes_what_the_feature_forms_need(features):
+    train = load_features(features, split="train")
+    manifest = json.loads((features / "manifest.json").read_text())
+    assert manifest["model"] == MODEL and manifest["d"] == train.img_pooled.shape[1]
+    assert train.txt_tokens.shape[:2] == (train.n_captions, 32)  # the tiny context length
+    assert train.txt_tokens.shape[2] == manifest["d"] and train.txt_tokens.dtype == np.float16
+    assert (train.txt_len >= 3).all() and (train.txt_len <= 32).all()
+    # The synthetic set has dense captions: their pooled embeddings are unit vectors.
+    assert train.dense_pooled.shape == (train.n_images, manifest["d"])
+    np.testing.assert_allclose(np.linalg.norm(train.dense_pooled, axis=1), 1, atol=1e-5)
+    # The EOT token state is the pooled caption embedding (before normalisation).
+    eot = train.txt_tokens[np.arange(8), train.txt_len[:8] - 1].astype(np.float32)
+    eot /= np.linalg.norm(eot, axis=1, keepdims=True)
+    np.testing.assert_allclose(eot, train.txt_pooled[:8], atol=5e-3)
+
+
+def test_untrained_adapters_reproduce_the_frozen_features(features):
+    test = load_features(features, split="test")
+    method = build_feature_method("contrastive", test)
+    direct = protocol_metrics(test.img_pooled, test.txt_pooled, test.text_image_ids, "full")
+    through = method.evaluate_split(test, verbose=False)
+    for key in ("i2t_r1", "t2i_r5", "rsum"):
+        assert through[key] == pytest.approx(direct[key], abs=1e-9)
+
+
+def test_contrastive_feature_form_trains_selects_and_reloads(features, tmp_path):
+    train, val = (load_features(features, split=s) for s in ("train", "val"))
+    torch.manual_seed(0)
+    method = build_feature_method("contrastive", train)
+    trainer = Trainer(method, small_config(4), tmp_path / "run").fit(train, val)
+    losses = [r["train_loss"] for r in trainer.history_]
+    assert losses[-1] < losses[0]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["features"]["model"] == MODEL and config["model"] == MODEL
+    reloaded = load_run(tmp_path / "run")
+    assert isinstance(reloaded, get_feature_method("contrastive"))
+    test = load_features(features, split="test")
+    assert reloaded.evaluate_split(test)["rsum"] == pytest.approx(
+        method.evaluate_split(test)["rsum"])
+
+
+def test_d2s_feature_form_stages_cache_and_resume(features, tmp_path):
+    train, val = (load_features(features, split=s) for s in ("train", "val"))
+    torch.manual_seed(0)
+    method = build_feature_method("d2s", train, method_config={"n_prompts": 4})
+    run = tmp_path / "d2s"
+    trainer = Trainer(method, small_config(3), run)
+    trainer.fit(train, val, stop_after_epoch=1)
+    assert int(method.stage) == 1 and method.teacher_cache is None
+    assert "train_dense_matching" in trainer.history_[0]
+    # Stage 2 starts on resume: the teacher targets are the stage-1 text adapter's output on
+    # the dense captions, computed once, and carry no gradient.
+    resumed = build_feature_method("d2s", train, method_config={"n_prompts": 4})
+    stage1_adapter = {k: v.clone() for k, v in torch.load(
+        run / LAST_CHECKPOINT, weights_only=True)["method"].items() if "text_adapter" in k}
+    Trainer(resumed, small_config(3), run).fit(train, val)
+    # (The method now holds the validation-selected epoch; the last one is in the checkpoint.)
+    last = load_run(run, which="last")
+    assert int(last.stage) == 2 and not last.teacher_cache.requires_grad
+    reference = build_feature_method("d2s", train, method_config={"n_prompts": 4})
+    reference.load_state_dict({**reference.state_dict(), **stage1_adapter})
+    with torch.no_grad():
+        expected = reference.text_adapter(torch.tensor(np.array(train.dense_pooled)))
+    torch.testing.assert_close(last.teacher_cache, expected)
+    # The stage-2 text adapter moved on; the cache did not follow it.
+    assert not torch.allclose(last.text_adapter.down.weight, reference.text_adapter.down.weight)
+    history = json.loads((run / "history.json").read_text())["history"]
+    assert [("train_distillation" in r) for r in history] == [False, True, True]
+    # Moving the stage boundary on resume is refused.
+    reloaded = last
+    moved = build_feature_method("d2s", train, method_config={"n_prompts": 4})
+    moved.load_state_dict(reloaded.state_dict())
+    with pytest.raises(ValueError, match="stage boundary"):
+        Trainer(moved, small_config(9), tmp_path / "other").fit(train, val)
+
+
+def test_cli_trains_and_evaluates_feature_forms(features, tmp_path, capsys):
+    run = tmp_path / "adapter"
+    assert cli_main(["train", "--method", "contrastive", "--data-root", str(features),
+                     "--output", str(run), "--epochs", "2", "--batch-size", "32",
+                     "--lr-new", "1e-3", "--quiet"]) == 0
+    out = tmp_path / "metrics.json"
+    assert cli_main(["evaluate", "--run", str(run), "--data-root", str(features),
+                     "--json", str(out), "--quiet"]) == 0
+    assert 0 <= json.loads(out.read_text())["rsum"] <= 600
+    assert cli_main(["train", "--method", "d2s", "--method-config", '{"n_prompts": 4}',
+                     "--data-root", str(features), "--output", str(tmp_path / "d2s"),
+                     "--epochs", "2", "--batch-size", "32", "--quiet"]) == 0
+
+
+def test_feature_training_refusals(features, tmp_path):
+    with pytest.raises(SystemExit, match="radial-bias views"):
+        cli_main(["train", "--method", "avse", "--data-root", str(features), "--output",
+                  str(tmp_path / "a"), "--quiet"])
+    with pytest.raises(SystemExit, match="--pretrained"):
+        cli_main(["train", "--method", "contrastive", "--data-root", str(features),
+                  "--pretrained", "openai", "--output", str(tmp_path / "b"), "--quiet"])
+    with pytest.raises(SystemExit, match="not --model"):
+        cli_main(["train", "--method", "contrastive", "--data-root", str(features),
+                  "--model", "ViT-B-32", "--output", str(tmp_path / "c"), "--quiet"])
+    # Features without token states cannot train D2S: the message says how to write them.
+    plain = tmp_path / "plain"
+    data = make_synthetic(tmp_path / "syn", n_images=60, seed=1)
+    assert cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output",
+                     str(plain), "--splits", "train", "--quiet"]) == 0
+    with pytest.raises(SystemExit, match="txt_tokens"):
+        cli_main(["train", "--method", "d2s", "--data-root", str(plain), "--output",
+                  str(tmp_path / "d"), "--batch-size", "16", "--quiet"])
+    # A feature run refuses features made by other weights.
+    space = FeatureSpace(model=MODEL, weights="some-other-weights.pt", d=64)
+    other = get_feature_method("contrastive")(space)
+    with pytest.raises(ValueError, match="other-weights"):
+        other.evaluate_split(load_features(features, split="test"))
