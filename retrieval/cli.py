@@ -337,7 +337,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             split = split.with_dense_captions(args.dense_captions)
         out = encode_to_features(model, split, args.output, batch_size=args.batch_size,
                                  verbose=not args.quiet, extra_manifest=extra,
-                                 tokens=args.tokens)
+                                 tokens=args.tokens, image_tokens=args.image_tokens)
         print(f"wrote {split_name}: {split.n_images} images, {split.n_captions} captions -> "
               f"{out}")
     return 0
@@ -431,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default="test")
     p.add_argument("--tokens", action="store_true",
                    help="also write the captions' token states (D2S's feature form needs them)")
+    p.add_argument("--image-tokens", action="store_true",
+                   help="also write the images' output patch tokens (AVSE's late-view fallback "
+                        "needs them)")
     p.add_argument("--dense-captions",
                    help="dense-caption .jsonl of the training images: writes their pooled "
                         "embeddings (dense_pooled) with the train split")

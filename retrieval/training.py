@@ -357,11 +357,14 @@ def build_feature_method(method: str, features: Any, *,
     """
     from retrieval.methods.features import FeatureSpace, get_feature_method
 
+    method_class = get_feature_method(method)
+    config = dict(method_config or {})
     if isinstance(features, FeatureSpace):
-        space = features
+        instance = method_class.from_config(features, config)
+    elif hasattr(features, "manifest"):
+        instance = method_class.from_split(features, config)
     else:
-        space = FeatureSpace.from_manifest(getattr(features, "manifest", features))
-    instance = get_feature_method(method).from_config(space, dict(method_config or {}))
+        instance = method_class.from_config(FeatureSpace.from_manifest(features), config)
     return instance.to(device)
 
 
@@ -492,7 +495,7 @@ def encode_split(method, split, *, batch_size: int = 256, verbose: bool = True,
 
 def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: int = 256,
                        verbose: bool = True, extra_manifest: dict[str, Any] | None = None,
-                       tokens: bool = False):
+                       tokens: bool = False, image_tokens: bool = False):
     """Encode a split and write it in the precomputed-feature format (spec 4.4).
 
     Evaluation can then be rerun from ``folder`` without the backbone
@@ -511,6 +514,10 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
     tokens : bool, default=False
         Also write the captions' projected token states (``txt_tokens``, float16, and
         ``txt_len``), which D2S's feature form decodes. About ``L x d x 2`` bytes per caption.
+    image_tokens : bool, default=False
+        Also write the images' output patch tokens in the joint space (``img_tokens``: patch
+        states after ``ln_post`` times the visual projection, float16), which AVSE's late-view
+        fallback selects from. About ``N x d x 2`` bytes per image (ViT-B/32: 49 x 512).
 
     Returns
     -------
@@ -530,12 +537,16 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
     if tokens:
         optional["txt_tokens"], optional["txt_len"] = _encode_text_tokens(
             backbone, split.captions, batch_size=batch_size, verbose=verbose)
+    if image_tokens:
+        optional["img_tokens"] = _encode_image_tokens(backbone, split.image_paths,
+                                                      batch_size=batch_size, verbose=verbose)
     manifest = {
         "model": backbone.name, "weights": backbone.pretrained or "random",
         "method": getattr(method, "name", "backbone"), "open_clip": open_clip.__version__,
         "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
         "w": backbone.vision_width, "context_length": backbone.context_length,
         "normalisation": "l2", "txt_tokens_space": "joint (ln_final states x text projection)",
+        "img_tokens_space": "joint (ln_post patch states x visual projection, CLS excluded)",
         **(extra_manifest or {}),
     }
     return save_features(folder, split.name, images, texts, ids, manifest, **optional)
@@ -554,6 +565,25 @@ def _encode_dense_captions(method, backbone, dense_captions, *, batch_size: int,
     np.add.at(summed, owner, embedded)
     summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
     return summed.astype(np.float32)
+
+
+@torch.no_grad()
+def _encode_image_tokens(backbone, image_paths, *, batch_size: int, verbose: bool) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    from retrieval.data.torch_datasets import ImageDataset
+
+    loader = DataLoader(ImageDataset(list(image_paths), backbone.preprocess),
+                        batch_size=batch_size, shuffle=False)
+    was_training = backbone.training
+    backbone.eval()
+    chunks = []
+    for batch in tqdm(loader, desc="encode image tokens", disable=not verbose, leave=False):
+        images = batch["image"] if isinstance(batch, dict) else batch
+        _, tokens = backbone.image_tokens(images.to(backbone.device))
+        chunks.append(tokens.float().cpu().numpy().astype(np.float16))
+    backbone.train(was_training)
+    return np.concatenate(chunks)
 
 
 @torch.no_grad()

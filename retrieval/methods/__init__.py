@@ -5,6 +5,7 @@ method's name in :data:`FEATURE_METHODS` (:mod:`retrieval.methods.features`).
 """
 
 from retrieval.methods.avse import AsymmetricVisualSemanticEmbedding
+from retrieval.methods.avse_features import LateViewAdapters
 from retrieval.methods.base import (METHODS, EpochContext, GatherFn, RetrievalMethod, get_method,
                                     register_method)
 from retrieval.methods.contrastive import ContrastiveFineTune
@@ -16,5 +17,5 @@ from retrieval.methods.features import (FEATURE_METHODS, AdapterContrastive, Fea
 
 __all__ = ["FEATURE_METHODS", "METHODS", "AdapterContrastive", "AsymmetricVisualSemanticEmbedding",
            "ContrastiveFineTune", "DenseToSparseAdapters", "DenseToSparseDistillation", "EpochContext", "FeatureMethod",
-           "FeatureSpace", "GatherFn", "ResidualAdapter", "RetrievalMethod", "get_feature_method",
+           "FeatureSpace", "GatherFn", "LateViewAdapters", "ResidualAdapter", "RetrievalMethod", "get_feature_method",
            "get_method", "register_feature_method", "register_method"]

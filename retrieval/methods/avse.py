@@ -196,8 +196,201 @@ def augment_caption_tokens(token_ids: torch.Tensor, *, probability: float = 0.2,
     return out
 
 
+class RadialViewMaxSim:
+    """What AVSE is apart from where its views come from: radial-bias view selection on a
+    square patch grid, the chunk MaxSim score, the hinge + cross-view loss and the short-list
+    evaluation. Shared by the end-to-end method (views before the vision transformer) and its
+    feature form (views of cached output tokens, :mod:`retrieval.methods.avse_features`).
+    Mixed into an ``nn.Module``; :meth:`_setup_views` stores and checks the settings.
+    """
+
+    is_single_vector = False
+
+    def _setup_views(self, d: int, n_patches: int, *, n_views: int, keep_train: float,
+                     keep_eval: float, view_mode: str, beta: float,
+                     chunk_sizes: Sequence[int] | None, margin: float, sum_first_epoch: bool,
+                     reg: str, reg_weight: float, reg_off_diagonal: float, eval_seed: int,
+                     scoring: str, k_short: int, where: str) -> None:
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        for label, value in (("keep_train", keep_train), ("keep_eval", keep_eval)):
+            if not 0 < value <= 1:
+                raise ValueError(f"{label} must be in (0, 1], got {value}")
+        if view_mode not in ("nearest", "sample"):
+            raise ValueError(f"view_mode must be 'nearest' or 'sample', got {view_mode!r}")
+        if reg not in ("code", "standardized", "none"):
+            raise ValueError(f"reg must be 'code', 'standardized' or 'none', got {reg!r}")
+        if scoring not in ("shortlist", "exhaustive"):
+            raise ValueError(f"scoring must be 'shortlist' or 'exhaustive', got {scoring!r}")
+        if k_short < 1:
+            raise ValueError(f"k_short must be >= 1, got {k_short}")
+        if eval_seed < 0:
+            raise ValueError(f"eval_seed must be >= 0, got {eval_seed}")
+        if chunk_sizes is None:
+            chunk_sizes = [256] if d >= 512 and d % 256 == 0 else [max(1, d // 4)]
+        chunk_sizes = [int(c) for c in chunk_sizes]
+        bad = [c for c in chunk_sizes if c < 1 or d % c]
+        if bad or not chunk_sizes:
+            raise ValueError(f"every chunk size must divide the embedding size d={d}, got "
+                             f"{chunk_sizes}")
+        side = int(round(math.sqrt(n_patches)))
+        if side * side != n_patches:
+            raise NotImplementedError(f"AVSE needs a square patch grid; {where} has "
+                                      f"{n_patches} patches")
+        self.n_views = int(n_views)
+        self.keep_train = float(keep_train)
+        self.keep_eval = float(keep_eval)
+        self.view_mode = view_mode
+        self.beta = float(beta)
+        self.chunk_sizes = chunk_sizes
+        self.margin = float(margin)
+        self.sum_first_epoch = bool(sum_first_epoch)
+        self.reg = reg
+        self.reg_weight = float(reg_weight)
+        self.reg_off_diagonal = float(reg_off_diagonal)
+        self.eval_seed = int(eval_seed)
+        self.scoring = scoring
+        self.k_short = int(k_short)
+        self.grid = side
+        self.n_patches = n_patches
+        self.register_buffer("cell_centres", grid_cell_centres(side), persistent=False)
+
+    def _view_config(self) -> dict[str, Any]:
+        return {"n_views": self.n_views, "keep_train": self.keep_train,
+                "keep_eval": self.keep_eval, "view_mode": self.view_mode, "beta": self.beta,
+                "chunk_sizes": list(self.chunk_sizes), "margin": self.margin,
+                "sum_first_epoch": self.sum_first_epoch, "reg": self.reg,
+                "reg_weight": self.reg_weight, "reg_off_diagonal": self.reg_off_diagonal,
+                "eval_seed": self.eval_seed, "scoring": self.scoring, "k_short": self.k_short}
+
+    # ------------------------------------------------------------------ views
+    def n_kept(self, training: bool) -> int:
+        """Patches a view keeps: ``min(N, floor(rho (N + 1)))``."""
+        rho = self.keep_train if training else self.keep_eval
+        return max(1, min(self.n_patches, math.floor(rho * (self.n_patches + 1))))
+
+    def view_patches(self, batch: int, indices: torch.Tensor | None, training: bool,
+                     device: torch.device) -> torch.Tensor:
+        """Patch indices ``(batch, n_views, k)`` of every view of every image.
+
+        Training views draw their centres (and ``"sample"`` noise) from torch's generator;
+        evaluation views from ``(eval_seed, image index, view)``, so they are reproducible.
+        """
+        k = self.n_kept(training)
+        rows = batch * self.n_views
+        if not training and indices is None:
+            # Seeded evaluation views need each image's identity; without it the batch
+            # positions stand in (reproducible, but an image's views then depend on its batch).
+            logger.warning("AVSE encode_images without image indices: views seeded by batch "
+                           "position")
+            indices = torch.arange(batch, device=device)
+        if training:
+            centres = torch.randint(0, self.n_patches, (rows,), device=device)
+            uniforms = None
+        else:
+            image = indices.detach().cpu().numpy().astype(np.int64)[:, None]
+            view = np.arange(self.n_views)[None, :]
+            draws = seeded_uniform(self.eval_seed, image, view, 0)
+            centres = torch.as_tensor((draws * self.n_patches).astype(np.int64).reshape(-1),
+                                      device=device)
+            uniforms = None
+            if self.view_mode == "sample":
+                cells = np.arange(self.n_patches)[None, None, :]
+                noise = seeded_uniform(self.eval_seed, image[..., None], view[..., None],
+                                       1 + cells)
+                uniforms = torch.as_tensor(noise.reshape(rows, self.n_patches),
+                                           dtype=torch.float32, device=device)
+        chosen = radial_patch_selection(centres, k, self.cell_centres, mode=self.view_mode,
+                                        beta=self.beta, uniforms=uniforms)
+        return chosen.reshape(batch, self.n_views, k)
+
+    def pooled_images(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """The short-list vector of an image: the normalised mean of its views."""
+        views = image_embeddings.reshape(image_embeddings.shape[0], self.n_views, -1)
+        return F.normalize(views.mean(dim=1), dim=-1)
+
+    def score(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor
+              ) -> torch.Tensor:
+        """MaxSim chunk scores ``(N_img, N_txt)`` (see :func:`chunk_scores`)."""
+        return chunk_scores(image_embeddings.float(), text_embeddings.float(), self.chunk_sizes)
+
+    def view_losses(self, images: torch.Tensor, texts: torch.Tensor, image_ids: torch.Tensor,
+                    epoch: int) -> dict[str, torch.Tensor]:
+        """Hinge triplet on the MaxSim scores of a (gathered) batch plus the cross-view term.
+
+        ``images`` are concatenated view embeddings ``(B, n_views * d)``.
+        """
+        scores = self.score(images, texts)
+        hardest = not (self.sum_first_epoch and epoch == 0)
+        matching = hinge_triplet(scores, image_ids, margin=self.margin, hardest=hardest)
+        losses = {"matching": matching}
+        loss = matching
+        if self.reg != "none" and self.n_views > 1 and self.reg_weight > 0:
+            gathered = images.reshape(images.shape[0], self.n_views, -1)
+            pairs = [(a, b) for a in range(self.n_views) for b in range(a + 1, self.n_views)]
+            regulariser = sum(cross_view_regulariser(
+                gathered[:, a], gathered[:, b], form=self.reg,
+                off_diagonal_weight=self.reg_off_diagonal) for a, b in pairs) / len(pairs)
+            losses["regulariser"] = regulariser
+            loss = loss + self.reg_weight * regulariser
+        losses["loss"] = loss
+        return losses
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_embeddings(self, images: Any, texts: Any, text_image_ids: Any, *,
+                            protocol: str = "full", **metric_kwargs: Any) -> dict[str, float]:
+        """Metrics from multi-vector galleries: short list + exact re-rank, or exhaustive.
+
+        ``protocol="1k-folds"`` scores each fold of 1,000 images on its own (COCO 1K).
+        """
+        from retrieval.evaluation import protocol_metrics
+
+        return protocol_metrics(images, texts, text_image_ids, protocol,
+                                metric_fn=self._gallery_metrics, **metric_kwargs)
+
+    def _gallery_metrics(self, images: Any, texts: Any, text_image_ids: Any, *,
+                         scoring: str | None = None, k_short: int | None = None,
+                         ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+        from retrieval.evaluation import exhaustive_metrics, rerank_metrics, shortlist_rerank
+
+        image_rows = torch.as_tensor(np.asarray(images), dtype=torch.float32)
+        text_rows = torch.as_tensor(np.asarray(texts), dtype=torch.float32)
+        ids = np.asarray(text_image_ids, dtype=np.int64)
+        scoring = scoring or self.scoring
+
+        def block_scores(image_idx: np.ndarray, text_idx: np.ndarray) -> np.ndarray:
+            return self.score(image_rows[image_idx], text_rows[text_idx]).numpy()
+
+        if scoring == "exhaustive":
+            # chunk_scores holds (images x chunks) x (captions x chunks) scores per block.
+            chunk_factor = max(image_rows.shape[1] // c * (text_rows.shape[1] // c)
+                               for c in self.chunk_sizes)
+            block = max(1, (1 << 24) // max(1, len(ids) * chunk_factor))
+            return exhaustive_metrics(block_scores, ids, image_rows.shape[0], ks,
+                                      block_images=block)
+        if scoring != "shortlist":
+            raise ValueError(f"scoring must be 'shortlist' or 'exhaustive', got {scoring!r}")
+
+        def rescore_i2t(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+            flat = pair_chunk_scores(image_rows[np.repeat(query, candidates.shape[1])],
+                                     text_rows[candidates.reshape(-1)], self.chunk_sizes)
+            return flat.numpy().reshape(candidates.shape)
+
+        def rescore_t2i(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+            flat = pair_chunk_scores(image_rows[candidates.reshape(-1)],
+                                     text_rows[np.repeat(query, candidates.shape[1])],
+                                     self.chunk_sizes)
+            return flat.numpy().reshape(candidates.shape)
+
+        pooled = self.pooled_images(image_rows).numpy()
+        k = k_short or self.k_short
+        i2t = shortlist_rerank(pooled, text_rows.numpy(), k, rescore_i2t)
+        t2i = shortlist_rerank(text_rows.numpy(), pooled, k, rescore_t2i)
+        return rerank_metrics(i2t, t2i, ids, ks)
+
+
 @register_method
-class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
+class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
     """AVSE: radial-bias image views and chunk-level MaxSim on a CLIP backbone (spec 5.1).
 
     Parameters
@@ -281,107 +474,29 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
                  scoring: str = "shortlist", k_short: int = 100) -> None:
         super().__init__(backbone)
         visual = backbone._require_plain_vit()
-        d = backbone.embed_dim
-        if n_views < 1:
-            raise ValueError(f"n_views must be >= 1, got {n_views}")
-        for label, value in (("keep_train", keep_train), ("keep_eval", keep_eval)):
-            if not 0 < value <= 1:
-                raise ValueError(f"{label} must be in (0, 1], got {value}")
-        if view_mode not in ("nearest", "sample"):
-            raise ValueError(f"view_mode must be 'nearest' or 'sample', got {view_mode!r}")
-        if reg not in ("code", "standardized", "none"):
-            raise ValueError(f"reg must be 'code', 'standardized' or 'none', got {reg!r}")
-        if scoring not in ("shortlist", "exhaustive"):
-            raise ValueError(f"scoring must be 'shortlist' or 'exhaustive', got {scoring!r}")
-        if k_short < 1:
-            raise ValueError(f"k_short must be >= 1, got {k_short}")
-        if eval_seed < 0:
-            raise ValueError(f"eval_seed must be >= 0, got {eval_seed}")
-        if chunk_sizes is None:
-            chunk_sizes = [256] if d >= 512 and d % 256 == 0 else [max(1, d // 4)]
-        chunk_sizes = [int(c) for c in chunk_sizes]
-        bad = [c for c in chunk_sizes if c < 1 or d % c]
-        if bad or not chunk_sizes:
-            raise ValueError(f"every chunk size must divide the embedding size d={d}, got "
-                             f"{chunk_sizes}")
         grid = visual.grid_size if hasattr(visual, "grid_size") else None
         n_patches = int(visual.positional_embedding.shape[0]) - 1
-        side = int(round(math.sqrt(n_patches)))
-        if side * side != n_patches or (grid is not None and tuple(grid) != (side, side)):
+        if grid is not None and int(grid[0]) * int(grid[1]) != n_patches:
             raise NotImplementedError(f"AVSE needs a square patch grid; {backbone.name} has "
-                                      f"{grid or n_patches} patches")
-        self.n_views = int(n_views)
-        self.keep_train = float(keep_train)
-        self.keep_eval = float(keep_eval)
-        self.view_mode = view_mode
-        self.beta = float(beta)
-        self.chunk_sizes = chunk_sizes
-        self.margin = float(margin)
-        self.sum_first_epoch = bool(sum_first_epoch)
-        self.reg = reg
-        self.reg_weight = float(reg_weight)
-        self.reg_off_diagonal = float(reg_off_diagonal)
+                                      f"{grid}")
+        if grid is not None and grid[0] != grid[1]:
+            raise NotImplementedError(f"AVSE needs a square patch grid; {backbone.name} has "
+                                      f"{tuple(grid)}")
+        self._setup_views(
+            backbone.embed_dim, n_patches, n_views=n_views, keep_train=keep_train,
+            keep_eval=keep_eval, view_mode=view_mode, beta=beta, chunk_sizes=chunk_sizes,
+            margin=margin, sum_first_epoch=sum_first_epoch, reg=reg, reg_weight=reg_weight,
+            reg_off_diagonal=reg_off_diagonal, eval_seed=eval_seed, scoring=scoring,
+            k_short=k_short, where=backbone.name)
         self.text_augment = bool(text_augment)
         self.text_augment_probability = float(text_augment_probability)
-        self.eval_seed = int(eval_seed)
-        self.scoring = scoring
-        self.k_short = int(k_short)
-        self.grid = side
-        self.n_patches = n_patches
-        self.register_buffer("cell_centres", grid_cell_centres(side), persistent=False)
 
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""
-        return {"n_views": self.n_views, "keep_train": self.keep_train,
-                "keep_eval": self.keep_eval, "view_mode": self.view_mode, "beta": self.beta,
-                "chunk_sizes": list(self.chunk_sizes), "margin": self.margin,
-                "sum_first_epoch": self.sum_first_epoch, "reg": self.reg,
-                "reg_weight": self.reg_weight, "reg_off_diagonal": self.reg_off_diagonal,
-                "text_augment": self.text_augment,
-                "text_augment_probability": self.text_augment_probability,
-                "eval_seed": self.eval_seed, "scoring": self.scoring, "k_short": self.k_short}
+        return {**self._view_config(), "text_augment": self.text_augment,
+                "text_augment_probability": self.text_augment_probability}
 
     # ------------------------------------------------------------------ views
-    def n_kept(self, training: bool) -> int:
-        """Patches a view keeps: ``min(N, floor(rho (N + 1)))``."""
-        rho = self.keep_train if training else self.keep_eval
-        return max(1, min(self.n_patches, math.floor(rho * (self.n_patches + 1))))
-
-    def view_patches(self, batch: int, indices: torch.Tensor | None, training: bool,
-                     device: torch.device) -> torch.Tensor:
-        """Patch indices ``(batch, n_views, k)`` of every view of every image.
-
-        Training views draw their centres (and ``"sample"`` noise) from torch's generator;
-        evaluation views from ``(eval_seed, image index, view)``, so they are reproducible.
-        """
-        k = self.n_kept(training)
-        rows = batch * self.n_views
-        if not training and indices is None:
-            # Seeded evaluation views need each image's identity; without it the batch
-            # positions stand in (reproducible, but an image's views then depend on its batch).
-            logger.warning("AVSE encode_images without image indices: views seeded by batch "
-                           "position")
-            indices = torch.arange(batch, device=device)
-        if training:
-            centres = torch.randint(0, self.n_patches, (rows,), device=device)
-            uniforms = None
-        else:
-            image = indices.detach().cpu().numpy().astype(np.int64)[:, None]
-            view = np.arange(self.n_views)[None, :]
-            draws = seeded_uniform(self.eval_seed, image, view, 0)
-            centres = torch.as_tensor((draws * self.n_patches).astype(np.int64).reshape(-1),
-                                      device=device)
-            uniforms = None
-            if self.view_mode == "sample":
-                cells = np.arange(self.n_patches)[None, None, :]
-                noise = seeded_uniform(self.eval_seed, image[..., None], view[..., None],
-                                       1 + cells)
-                uniforms = torch.as_tensor(noise.reshape(rows, self.n_patches),
-                                           dtype=torch.float32, device=device)
-        chosen = radial_patch_selection(centres, k, self.cell_centres, mode=self.view_mode,
-                                        beta=self.beta, uniforms=uniforms)
-        return chosen.reshape(batch, self.n_views, k)
-
     def view_embeddings(self, images: torch.Tensor, indices: torch.Tensor | None = None
                         ) -> torch.Tensor:
         """L2-normalised embeddings ``(B, n_views, d)`` of the radial-bias views."""
@@ -410,16 +525,6 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
         """CLIP's pooled caption embedding ``(B, d)``, L2-normalised."""
         return F.normalize(self.backbone.encode_text(token_ids).float(), dim=-1)
 
-    def pooled_images(self, image_embeddings: torch.Tensor) -> torch.Tensor:
-        """The short-list vector of an image: the normalised mean of its views."""
-        views = image_embeddings.reshape(image_embeddings.shape[0], self.n_views, -1)
-        return F.normalize(views.mean(dim=1), dim=-1)
-
-    def score(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor
-              ) -> torch.Tensor:
-        """MaxSim chunk scores ``(N_img, N_txt)`` (see :func:`chunk_scores`)."""
-        return chunk_scores(image_embeddings.float(), text_embeddings.float(), self.chunk_sizes)
-
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], gather: GatherFn,
                       epoch: int = 0) -> dict[str, torch.Tensor]:
@@ -430,71 +535,5 @@ class AsymmetricVisualSemanticEmbedding(RetrievalMethod):
         views = self.view_embeddings(batch["image"])  # (b, V, d)
         images = gather(views.reshape(views.shape[0], -1))
         texts = gather(self.encode_texts(text))
-        image_ids = gather(batch["image_index"])
-        scores = self.score(images, texts)
-        hardest = not (self.sum_first_epoch and epoch == 0)
-        matching = hinge_triplet(scores, image_ids, margin=self.margin, hardest=hardest)
-        losses = {"matching": matching}
-        loss = matching
-        if self.reg != "none" and self.n_views > 1 and self.reg_weight > 0:
-            gathered = images.reshape(images.shape[0], self.n_views, -1)
-            pairs = [(a, b) for a in range(self.n_views) for b in range(a + 1, self.n_views)]
-            regulariser = sum(cross_view_regulariser(
-                gathered[:, a], gathered[:, b], form=self.reg,
-                off_diagonal_weight=self.reg_off_diagonal) for a, b in pairs) / len(pairs)
-            losses["regulariser"] = regulariser
-            loss = loss + self.reg_weight * regulariser
-        losses["loss"] = loss
-        return losses
+        return self.view_losses(images, texts, gather(batch["image_index"]), epoch)
 
-    # ------------------------------------------------------------------ evaluation
-    def evaluate_embeddings(self, images: Any, texts: Any, text_image_ids: Any, *,
-                            protocol: str = "full", **metric_kwargs: Any) -> dict[str, float]:
-        """Metrics from multi-vector galleries: short list + exact re-rank, or exhaustive.
-
-        ``protocol="1k-folds"`` scores each fold of 1,000 images on its own (COCO 1K).
-        """
-        from retrieval.evaluation import protocol_metrics
-
-        return protocol_metrics(images, texts, text_image_ids, protocol,
-                                metric_fn=self._gallery_metrics, **metric_kwargs)
-
-    def _gallery_metrics(self, images: Any, texts: Any, text_image_ids: Any, *,
-                         scoring: str | None = None, k_short: int | None = None,
-                         ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-        from retrieval.evaluation import exhaustive_metrics, rerank_metrics, shortlist_rerank
-
-        image_rows = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-        text_rows = torch.as_tensor(np.asarray(texts), dtype=torch.float32)
-        ids = np.asarray(text_image_ids, dtype=np.int64)
-        scoring = scoring or self.scoring
-
-        def block_scores(image_idx: np.ndarray, text_idx: np.ndarray) -> np.ndarray:
-            return self.score(image_rows[image_idx], text_rows[text_idx]).numpy()
-
-        if scoring == "exhaustive":
-            # chunk_scores holds (images x chunks) x (captions x chunks) scores per block.
-            chunk_factor = max(image_rows.shape[1] // c * (text_rows.shape[1] // c)
-                               for c in self.chunk_sizes)
-            block = max(1, (1 << 24) // max(1, len(ids) * chunk_factor))
-            return exhaustive_metrics(block_scores, ids, image_rows.shape[0], ks,
-                                      block_images=block)
-        if scoring != "shortlist":
-            raise ValueError(f"scoring must be 'shortlist' or 'exhaustive', got {scoring!r}")
-
-        def rescore_i2t(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-            flat = pair_chunk_scores(image_rows[np.repeat(query, candidates.shape[1])],
-                                     text_rows[candidates.reshape(-1)], self.chunk_sizes)
-            return flat.numpy().reshape(candidates.shape)
-
-        def rescore_t2i(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-            flat = pair_chunk_scores(image_rows[candidates.reshape(-1)],
-                                     text_rows[np.repeat(query, candidates.shape[1])],
-                                     self.chunk_sizes)
-            return flat.numpy().reshape(candidates.shape)
-
-        pooled = self.pooled_images(image_rows).numpy()
-        k = k_short or self.k_short
-        i2t = shortlist_rerank(pooled, text_rows.numpy(), k, rescore_i2t)
-        t2i = shortlist_rerank(text_rows.numpy(), pooled, k, rescore_t2i)
-        return rerank_metrics(i2t, t2i, ids, ks)

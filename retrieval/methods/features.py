@@ -8,11 +8,10 @@ as the method (:data:`FEATURE_METHODS`). The one :class:`~retrieval.training.Tra
 exactly as it trains the end-to-end methods (same schedule, selection on validation,
 checkpoints, resume, DDP); only what a training item is changes.
 
-Feature forms on main: ``contrastive`` (residual adapters on both pooled embeddings, InfoNCE:
-the frozen-tower baseline) and ``d2s`` (D2S-VSE's adapter form,
-:mod:`retrieval.methods.d2s_features`). AVSE's views act before the vision transformer and
-DCAR's prompts live inside the towers, so neither has one; spec 4.4's "late views" fallback for
-AVSE is not built.
+Feature forms: ``contrastive`` (residual adapters on both pooled embeddings, InfoNCE: the
+frozen-tower baseline), ``d2s`` (D2S-VSE's adapter form, :mod:`retrieval.methods.d2s_features`)
+and ``avse`` (only the "late views" fallback of spec 4.4, a flagged deviation:
+:mod:`retrieval.methods.avse_features`). DCAR's prompts live inside the towers, so it has none.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ __all__ = ["FEATURE_METHODS", "FeatureSpace", "FeatureMethod", "ResidualAdapter"
 FEATURE_METHODS: dict[str, type["FeatureMethod"]] = {}
 # Why a method has no feature form, for the error message.
 _NO_FEATURE_FORM = {
-    "avse": "its radial-bias views select patch tokens before the vision transformer runs",
     "dcar": "its prompts live inside the frozen towers",
 }
 
@@ -156,6 +154,11 @@ class FeatureMethod(RetrievalMethod):
     @classmethod
     def from_config(cls, space: FeatureSpace, config: dict[str, Any]) -> "FeatureMethod":
         return cls(space, **config)
+
+    @classmethod
+    def from_split(cls, split: Any, config: dict[str, Any]) -> "FeatureMethod":
+        """Build for the features of ``split`` (sizes the config leaves open come from it)."""
+        return cls.from_config(FeatureSpace.from_manifest(split.manifest), config)
 
     def check_split(self, split: Any, purpose: str = "train") -> None:
         """Refuse a features split that lacks what the method needs (``purpose`` "train" or

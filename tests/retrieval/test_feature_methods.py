@@ -1,8 +1,9 @@
 """Training on precomputed features: the Trainer's path for frozen-tower methods (spec 1.3, 4.4).
 
-A tiny CLIP encodes a small synthetic set once (pooled vectors, caption token states, pooled
-dense captions); the feature forms of ``contrastive`` (residual adapters) and ``d2s`` (its
-adapter form) then train, select, save, resume and evaluate without images or a backbone.
+A tiny CLIP encodes a small synthetic set once (pooled vectors, caption token states, output
+patch tokens, pooled dense captions); the feature forms of ``contrastive`` (residual adapters),
+``d2s`` (its adapter form) and ``avse`` (late views) then train, select, save, resume and
+evaluate without images or a backbone.
 """
 
 import json
@@ -27,7 +28,7 @@ def features(tmp_path_factory):
     data = make_synthetic(root / "synthetic", n_images=120, seed=0)
     out = root / "features"
     assert cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output", str(out),
-                     "--splits", "train,val,test", "--tokens", "--quiet"]) == 0
+                     "--splits", "train,val,test", "--tokens", "--image-tokens", "--quiet"]) == 0
     return out
 
 
@@ -48,6 +49,8 @@ def test_encode_writes_what_the_feature_forms_need(features):
     # The synthetic set has dense captions: their pooled embeddings are unit vectors.
     assert train.dense_pooled.shape == (train.n_images, manifest["d"])
     np.testing.assert_allclose(np.linalg.norm(train.dense_pooled, axis=1), 1, atol=1e-5)
+    # The tiny ViT sees 64 px in patches of 8: 64 output patch tokens per image.
+    assert train.img_tokens.shape == (train.n_images, 64, manifest["d"])
     # The EOT token state is the pooled caption embedding (before normalisation).
     eot = train.txt_tokens[np.arange(8), train.txt_len[:8] - 1].astype(np.float32)
     eot /= np.linalg.norm(eot, axis=1, keepdims=True)
@@ -128,10 +131,31 @@ def test_cli_trains_and_evaluates_feature_forms(features, tmp_path, capsys):
                      "--epochs", "2", "--batch-size", "32", "--quiet"]) == 0
 
 
+def test_avse_late_views_start_at_clip_and_are_seeded_per_image(features, tmp_path):
+    train, val, test = (load_features(features, split=s) for s in ("train", "val", "test"))
+    method = build_feature_method("avse", train)
+    assert method.n_patches == 64 and not method.is_single_vector
+    images, _, _ = method.encode_features(test)
+    views = images.reshape(len(images), method.n_views, -1)
+    # gamma starts at 0: every view is the (adapted = normalised) pooled CLIP embedding.
+    np.testing.assert_allclose(views[:, 0], views[:, 1], atol=1e-6)
+    np.testing.assert_allclose(views[:, 0], test.img_pooled, atol=1e-5)
+    with torch.no_grad():
+        method.gamma.fill_(0.7)
+    a, _, _ = method.encode_features(test, batch_size=64)
+    b, _, _ = method.encode_features(test, batch_size=7)
+    np.testing.assert_array_equal(a, b)  # an image's views do not depend on its batch
+    assert not np.allclose(a.reshape(len(a), 2, -1)[:, 0], a.reshape(len(a), 2, -1)[:, 1])
+    torch.manual_seed(0)
+    fresh = build_feature_method("avse", train)
+    trainer = Trainer(fresh, small_config(3), tmp_path / "avse").fit(train, val)
+    losses = [r["train_loss"] for r in trainer.history_]
+    assert losses[-1] < losses[0] and "train_regulariser" in trainer.history_[0]
+    reloaded = load_run(tmp_path / "avse")
+    assert reloaded.evaluate_split(test)["rsum"] == pytest.approx(fresh.evaluate_split(test)["rsum"])
+
+
 def test_feature_training_refusals(features, tmp_path):
-    with pytest.raises(SystemExit, match="radial-bias views"):
-        cli_main(["train", "--method", "avse", "--data-root", str(features), "--output",
-                  str(tmp_path / "a"), "--quiet"])
     with pytest.raises(SystemExit, match="--pretrained"):
         cli_main(["train", "--method", "contrastive", "--data-root", str(features),
                   "--pretrained", "openai", "--output", str(tmp_path / "b"), "--quiet"])
@@ -146,6 +170,11 @@ def test_feature_training_refusals(features, tmp_path):
     with pytest.raises(SystemExit, match="txt_tokens"):
         cli_main(["train", "--method", "d2s", "--data-root", str(plain), "--output",
                   str(tmp_path / "d"), "--batch-size", "16", "--quiet"])
+    with pytest.raises(SystemExit, match="img_tokens.*--image-tokens"):
+        cli_main(["train", "--method", "avse", "--data-root", str(plain), "--output",
+                  str(tmp_path / "a"), "--batch-size", "16", "--quiet"])
+    with pytest.raises(ValueError, match="prompts live inside"):
+        get_feature_method("dcar")
     # A feature run refuses features made by other weights.
     space = FeatureSpace(model=MODEL, weights="some-other-weights.pt", d=64)
     other = get_feature_method("contrastive")(space)
