@@ -189,3 +189,50 @@ def test_command_line_trains_d2s_and_refuses_missing_dense_captions(synthetic, f
         cli_main(["train", "--method", "d2s", "--model", MODEL, "--data-root",
                   str(tmp_path / "plain"), "--output", str(tmp_path / "x"), "--epochs", "2",
                   "--batch-size", "32", "--quiet"])
+
+
+DDP_D2S_SCRIPT = """
+import sys, torch
+from retrieval.data import load_split
+from retrieval.training import TrainConfig, Trainer, build_method
+root, out = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+method = build_method("d2s", "tiny-vit-64", method_config={"n_prompts": 4, "dropout": 0.0})
+config = TrainConfig(epochs=2, batch_size=16, lr_backbone=1e-4, lr_new=1e-4, augment=False,
+                     verbose=False, warmup_fraction=0.0)
+Trainer(method, config, out).fit(load_split(root, "train").subset(48), None)
+"""
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_teacher_cache_and_stages_under_two_gloo_processes(synthetic, tmp_path):
+    """The stage-2 teacher cache is computed on shards and gathered: two processes cache what
+    one process caches, and train the same losses on the same global batches."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "ddp_d2s.py"
+    script.write_text(DDP_D2S_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    env.pop("WORLD_SIZE", None)
+    single = subprocess.run([sys.executable, str(script), str(synthetic), str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "--master_port=29519", str(script), str(synthetic), str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = (torch.load(tmp_path / name / LAST_CHECKPOINT, weights_only=True)
+                for name in ("one", "two"))
+    cache_one = one["method"]["_extra_state"]["teacher_cache"]
+    cache_two = two["method"]["_extra_state"]["teacher_cache"]
+    assert cache_one.shape == (48, 64)
+    torch.testing.assert_close(cache_two, cache_one, atol=1e-5, rtol=1e-4)
+    history_one, history_two = (json.loads(h["history"]) for h in (one, two))
+    for a, b in zip(history_one, history_two):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    assert "train_distillation" in history_two[1]
