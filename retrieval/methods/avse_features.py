@@ -149,39 +149,15 @@ class LateViewAdapters(RadialViewMaxSim, FeatureMethod):
     def encode_texts(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.text_adapter(token_ids.float())
 
-    def encode_text_features(self, split: Any, rows: np.ndarray) -> torch.Tensor:
+    def encode_image_features(self, split: Any, start: int, stop: int) -> torch.Tensor:
+        """Concatenated view embeddings ``(stop - start, n_views * d)``; evaluation views are
+        seeded by the images' positions in the split."""
         device = self.gamma.device
-        pooled = torch.from_numpy(np.array(split.txt_pooled[rows], dtype=np.float32))
-        return self.text_adapter(pooled.to(device))
-
-    @torch.no_grad()
-    def encode_features(self, split: Any, *, batch_size: int = 256,
-                        max_images: int | None = None
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Concatenated view embeddings of every image (views seeded per image index)."""
-        self.check_split(split, "eval")
-        was_training = self.training
-        self.eval()
-        try:
-            device = self.gamma.device
-            ids = np.asarray(split.text_image_ids, dtype=np.int64)
-            n_images = split.n_images if max_images is None else min(max_images, split.n_images)
-            rows = np.flatnonzero(ids < n_images)
-            images = []
-            for start in range(0, n_images, batch_size):
-                stop = min(start + batch_size, n_images)
-                pooled = torch.from_numpy(np.array(split.img_pooled[start:stop],
-                                                   dtype=np.float32)).to(device)
-                patches = torch.from_numpy(np.array(split.img_tokens[start:stop],
-                                                    dtype=np.float32)).to(device)
-                views = self.late_views(pooled, patches,
-                                        torch.arange(start, stop, device=device))
-                images.append(views.reshape(stop - start, -1).cpu())
-            texts = [self.encode_text_features(split, rows[a:a + batch_size]).cpu()
-                     for a in range(0, len(rows), batch_size)]
-        finally:
-            self.train(was_training)
-        return torch.cat(images).numpy(), torch.cat(texts).numpy(), ids[rows]
+        pooled = torch.from_numpy(np.array(split.img_pooled[start:stop], dtype=np.float32))
+        patches = torch.from_numpy(np.array(split.img_tokens[start:stop], dtype=np.float32))
+        views = self.late_views(pooled.to(device), patches.to(device),
+                                torch.arange(start, stop, device=device))
+        return views.reshape(stop - start, -1)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], gather: GatherFn,

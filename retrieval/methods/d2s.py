@@ -196,8 +196,86 @@ def _tensor_digest(tensors) -> int:
     return int.from_bytes(digest.digest()[:8], "big") >> 1
 
 
+class DenseToSparseObjective:
+    """D2S apart from where its embeddings come from: the settings, the two stages inside one
+    budget, the prompt decoder, and both stages' losses. Shared by the end-to-end method and
+    its feature form (:mod:`retrieval.methods.d2s_features`); mixed into an ``nn.Module``.
+    """
+
+    def _setup_objective(self, width: int, *, stage1_fraction: float, margin: float,
+                         sum_first_epoch: bool, distill_weight: float, distill: str,
+                         n_prompts: int, decoder_depth: int, decoder_heads: int,
+                         dropout: float) -> None:
+        if not 0 < stage1_fraction < 1:
+            raise ValueError(f"stage1_fraction must be in (0, 1), got {stage1_fraction}")
+        if distill not in ("cosine", "l2"):
+            raise ValueError(f"distill must be 'cosine' or 'l2', got {distill!r}")
+        self.stage1_fraction = float(stage1_fraction)
+        self.margin = float(margin)
+        self.sum_first_epoch = bool(sum_first_epoch)
+        self.distill_weight = float(distill_weight)
+        self.distill = distill
+        self.n_prompts = int(n_prompts)
+        self.decoder_depth = int(decoder_depth)
+        self.decoder_heads = int(decoder_heads)
+        self.dropout = float(dropout)
+        self.decoder = PromptDecoder(width, n_prompts, decoder_depth, decoder_heads, dropout)
+        self.gamma = nn.Parameter(torch.zeros(()))
+        # 1 or 2; a buffer, so a checkpoint says which stage its text embedding belongs to.
+        self.register_buffer("stage", torch.tensor(1, dtype=torch.long))
+        # Stage-1 epochs the run was planned with (-1: not started): a resume that would move
+        # the stage boundary is refused.
+        self.register_buffer("planned_stage1_epochs", torch.tensor(-1, dtype=torch.long))
+        self.teacher_cache: torch.Tensor | None = None
+
+    def _objective_config(self) -> dict[str, Any]:
+        return {"stage1_fraction": self.stage1_fraction, "margin": self.margin,
+                "sum_first_epoch": self.sum_first_epoch,
+                "distill_weight": self.distill_weight, "distill": self.distill,
+                "n_prompts": self.n_prompts, "decoder_depth": self.decoder_depth,
+                "decoder_heads": self.decoder_heads, "dropout": self.dropout}
+
+    def stage1_epochs(self, epochs: int) -> int:
+        """Epochs of stage 1 in a run of ``epochs`` (the rest is stage 2)."""
+        return stage1_epoch_count(self.stage1_fraction, epochs)
+
+    def training_phases(self, epochs: int) -> list[int]:
+        """The two stages, each with its own warm-up and cosine decay."""
+        first = self.stage1_epochs(epochs)
+        return [first, epochs - first] if epochs > first else [epochs]
+
+    def dense_matching(self, images: torch.Tensor, dense: torch.Tensor,
+                       image_ids: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        """Stage 1: hinge between (gathered) images and their dense-caption embeddings."""
+        hardest = not (self.sum_first_epoch and epoch == 0)
+        loss = hinge_triplet(images.float() @ dense.float().t(), image_ids, margin=self.margin,
+                             hardest=hardest)
+        return {"loss": loss, "dense_matching": loss}
+
+    def sparse_losses(self, images: torch.Tensor, texts: torch.Tensor,
+                      all_texts: torch.Tensor, image_ids: torch.Tensor,
+                      local_image_ids: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
+        """Stage 2: hinge between (gathered) images and captions, plus the distillation of
+        the local captions ``texts`` towards the cached teacher rows of their images."""
+        if self.teacher_cache is None:
+            raise RuntimeError("D2S stage 2 needs the teacher cache (built at the start of "
+                               "stage 2 by the trainer's epoch hook)")
+        hardest = not (self.sum_first_epoch and epoch == 0)
+        matching = hinge_triplet(images.float() @ all_texts.float().t(), image_ids,
+                                 margin=self.margin, hardest=hardest)
+        # Index on the host: only the batch's targets travel to the device.
+        target = self.teacher_cache[local_image_ids.cpu()].to(texts.device)
+        if self.distill == "cosine":
+            distillation = (1 - (texts * target).sum(dim=-1)).mean()
+        else:
+            distillation = (texts - target).pow(2).sum(dim=-1).mean()
+        loss = matching + self.distill_weight * distillation
+        return {"loss": loss, "matching": matching, "distillation": distillation,
+                "gamma": self.gamma.detach().abs()}
+
+
 @register_method
-class DenseToSparseDistillation(RetrievalMethod):
+class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
     """D2S-VSE: dense-caption alignment, then sparse captions distilled from it (spec 5.2).
 
     Parameters
@@ -264,10 +342,6 @@ class DenseToSparseDistillation(RetrievalMethod):
                  decoder_depth: int = 4, decoder_heads: int = 4, dropout: float = 0.1,
                  max_chunk_tokens: int | None = None) -> None:
         super().__init__(backbone)
-        if not 0 < stage1_fraction < 1:
-            raise ValueError(f"stage1_fraction must be in (0, 1), got {stage1_fraction}")
-        if distill not in ("cosine", "l2"):
-            raise ValueError(f"distill must be 'cosine' or 'l2', got {distill!r}")
         if max_chunk_tokens is not None and not 1 <= max_chunk_tokens <= \
                 backbone.context_length - 2:
             raise ValueError(f"max_chunk_tokens must be in [1, {backbone.context_length - 2}] "
@@ -275,46 +349,20 @@ class DenseToSparseDistillation(RetrievalMethod):
         if not hasattr(backbone.model, "token_embedding"):
             raise NotImplementedError(f"D2S needs CLIP's built-in text tower; {backbone.name} "
                                       "has another one")
-        self.stage1_fraction = float(stage1_fraction)
-        self.margin = float(margin)
-        self.sum_first_epoch = bool(sum_first_epoch)
-        self.distill_weight = float(distill_weight)
-        self.distill = distill
-        self.n_prompts = int(n_prompts)
-        self.decoder_depth = int(decoder_depth)
-        self.decoder_heads = int(decoder_heads)
-        self.dropout = float(dropout)
+        self._setup_objective(
+            backbone.embed_dim, stage1_fraction=stage1_fraction, margin=margin,
+            sum_first_epoch=sum_first_epoch, distill_weight=distill_weight, distill=distill,
+            n_prompts=n_prompts, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
+            dropout=dropout)
         self.max_chunk_tokens = max_chunk_tokens
-        self.decoder = PromptDecoder(backbone.embed_dim, n_prompts, decoder_depth,
-                                     decoder_heads, dropout)
-        self.gamma = nn.Parameter(torch.zeros(()))
-        # 1 or 2; a buffer, so a checkpoint says which stage its text embedding belongs to.
-        self.register_buffer("stage", torch.tensor(1, dtype=torch.long))
-        # Stage-1 epochs the run was planned with (-1: not started): a resume that would move
-        # the stage boundary is refused.
-        self.register_buffer("planned_stage1_epochs", torch.tensor(-1, dtype=torch.long))
-        self.teacher_cache: torch.Tensor | None = None
         self.teacher_digest: int | None = None
         self._datasets: list[tuple[int, Any, Any, Dataset]] = []
 
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""
-        return {"stage1_fraction": self.stage1_fraction, "margin": self.margin,
-                "sum_first_epoch": self.sum_first_epoch,
-                "distill_weight": self.distill_weight, "distill": self.distill,
-                "n_prompts": self.n_prompts, "decoder_depth": self.decoder_depth,
-                "decoder_heads": self.decoder_heads, "dropout": self.dropout,
-                "max_chunk_tokens": self.max_chunk_tokens}
+        return {**self._objective_config(), "max_chunk_tokens": self.max_chunk_tokens}
 
     # ------------------------------------------------------------------ stages
-    def stage1_epochs(self, epochs: int) -> int:
-        """Epochs of stage 1 in a run of ``epochs`` (the rest is stage 2)."""
-        return stage1_epoch_count(self.stage1_fraction, epochs)
-
-    def training_phases(self, epochs: int) -> list[int]:
-        """The two stages, each with its own warm-up and cosine decay."""
-        first = self.stage1_epochs(epochs)
-        return [first, epochs - first] if epochs > first else [epochs]
 
     def _chunk_tokens(self) -> int:
         if self.max_chunk_tokens is not None:
@@ -445,27 +493,11 @@ class DenseToSparseDistillation(RetrievalMethod):
                       epoch: int = 0) -> dict[str, torch.Tensor]:
         """Stage 1: hinge between images and dense captions. Stage 2: hinge between images
         and sparse captions plus the distillation to the cached teacher embeddings."""
-        hardest = not (self.sum_first_epoch and epoch == 0)
         images = gather(self.encode_images(batch["image"]))
         image_ids = gather(batch["image_index"])
         if "dense" in batch:
-            texts = gather(self._dense_embeddings(batch["dense"], batch["dense_mask"]))
-            loss = hinge_triplet(images.float() @ texts.t(), image_ids, margin=self.margin,
-                                 hardest=hardest)
-            return {"loss": loss, "dense_matching": loss}
-        if self.teacher_cache is None:
-            raise RuntimeError("D2S stage 2 needs the teacher cache (built at the start of "
-                               "stage 2 by the trainer's epoch hook)")
+            dense = gather(self._dense_embeddings(batch["dense"], batch["dense_mask"]))
+            return self.dense_matching(images, dense, image_ids, epoch)
         texts = self.encode_texts(batch["text"])
-        matching = hinge_triplet(images.float() @ gather(texts).t(), image_ids,
-                                 margin=self.margin, hardest=hardest)
-        # Index on the host: only the batch's targets travel to the device.
-        target = self.teacher_cache[batch["image_index"].cpu()].to(texts.device)
-        if self.distill == "cosine":
-            distillation = (1 - (texts * target).sum(dim=-1)).mean()
-        else:
-            distillation = (texts - target).pow(2).sum(dim=-1).mean()
-        loss = matching + self.distill_weight * distillation
-        return {"loss": loss, "matching": matching, "distillation": distillation,
-                "gamma": self.gamma.detach().abs()}
-
+        return self.sparse_losses(images, texts, gather(texts), image_ids,
+                                  batch["image_index"], epoch)

@@ -24,13 +24,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from retrieval.losses import hinge_triplet
 from retrieval.methods.base import EpochContext, GatherFn
-from retrieval.methods.d2s import PromptDecoder, enter_epoch_stage, stage1_epoch_count
+from retrieval.methods.d2s import DenseToSparseObjective, enter_epoch_stage, stage1_epoch_count
 from retrieval.methods.features import (FeatureMethod, FeatureSpace, ResidualAdapter,
                                         register_feature_method)
 
@@ -79,7 +77,7 @@ class _TokenPairs(Dataset):
 
 
 @register_feature_method
-class DenseToSparseAdapters(FeatureMethod):
+class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
     """D2S-VSE on precomputed features: adapters, prompt decoder, dense-to-sparse distillation.
 
     Parameters
@@ -116,41 +114,20 @@ class DenseToSparseAdapters(FeatureMethod):
                  decoder_depth: int = 4, decoder_heads: int = 4, dropout: float = 0.1,
                  hidden: int | None = None) -> None:
         super().__init__(space)
-        if not 0 < stage1_fraction < 1:
-            raise ValueError(f"stage1_fraction must be in (0, 1), got {stage1_fraction}")
-        if distill not in ("cosine", "l2"):
-            raise ValueError(f"distill must be 'cosine' or 'l2', got {distill!r}")
-        self.stage1_fraction = float(stage1_fraction)
-        self.margin = float(margin)
-        self.sum_first_epoch = bool(sum_first_epoch)
-        self.distill_weight = float(distill_weight)
-        self.distill = distill
-        self.n_prompts = int(n_prompts)
-        self.decoder_depth = int(decoder_depth)
-        self.decoder_heads = int(decoder_heads)
-        self.dropout = float(dropout)
         self.hidden = hidden
         self.image_adapter = ResidualAdapter(space.d, hidden)
         self.text_adapter = ResidualAdapter(space.d, hidden)
-        self.decoder = PromptDecoder(space.d, n_prompts, decoder_depth, decoder_heads, dropout)
-        self.gamma = nn.Parameter(torch.zeros(()))
-        self.register_buffer("stage", torch.tensor(1, dtype=torch.long))
-        self.register_buffer("planned_stage1_epochs", torch.tensor(-1, dtype=torch.long))
-        self.teacher_cache: torch.Tensor | None = None
+        self._setup_objective(
+            space.d, stage1_fraction=stage1_fraction, margin=margin,
+            sum_first_epoch=sum_first_epoch, distill_weight=distill_weight, distill=distill,
+            n_prompts=n_prompts, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
+            dropout=dropout)
         self._datasets: list[tuple[int, Any, Dataset]] = []
 
     def get_config(self) -> dict[str, Any]:
-        return {"stage1_fraction": self.stage1_fraction, "margin": self.margin,
-                "sum_first_epoch": self.sum_first_epoch,
-                "distill_weight": self.distill_weight, "distill": self.distill,
-                "n_prompts": self.n_prompts, "decoder_depth": self.decoder_depth,
-                "decoder_heads": self.decoder_heads, "dropout": self.dropout,
-                "hidden": self.hidden}
+        return {**self._objective_config(), "hidden": self.hidden}
 
     # ------------------------------------------------------------------ stages and data
-    def training_phases(self, epochs: int) -> list[int]:
-        first = stage1_epoch_count(self.stage1_fraction, epochs)
-        return [first, epochs - first] if epochs > first else [epochs]
 
     def training_dataset(self, split: Any, transform: Callable | None, tokenizer: Callable | None,
                          *, epoch: int = 0, epochs: int = 1) -> Dataset:
@@ -225,25 +202,11 @@ class DenseToSparseAdapters(FeatureMethod):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], gather: GatherFn,
                       epoch: int = 0) -> dict[str, torch.Tensor]:
-        hardest = not (self.sum_first_epoch and epoch == 0)
         images = gather(self.encode_images(batch["image"]))
         image_ids = gather(batch["image_index"])
         if "dense" in batch:
-            texts = gather(self.text_adapter(batch["dense"].float()))
-            loss = hinge_triplet(images @ texts.t(), image_ids, margin=self.margin,
-                                 hardest=hardest)
-            return {"loss": loss, "dense_matching": loss}
-        if self.teacher_cache is None:
-            raise RuntimeError("D2S stage 2 needs the teacher cache (built at the start of "
-                               "stage 2 by the trainer's epoch hook)")
+            dense = gather(self.text_adapter(batch["dense"].float()))
+            return self.dense_matching(images, dense, image_ids, epoch)
         texts = self.student_texts(batch["text"], batch["tokens"], batch["valid"])
-        matching = hinge_triplet(images @ gather(texts).t(), image_ids, margin=self.margin,
-                                 hardest=hardest)
-        target = self.teacher_cache[batch["image_index"].cpu()].to(texts.device)
-        if self.distill == "cosine":
-            distillation = (1 - (texts * target).sum(dim=-1)).mean()
-        else:
-            distillation = (texts - target).pow(2).sum(dim=-1).mean()
-        loss = matching + self.distill_weight * distillation
-        return {"loss": loss, "matching": matching, "distillation": distillation,
-                "gamma": self.gamma.detach().abs()}
+        return self.sparse_losses(images, texts, gather(texts), image_ids,
+                                  batch["image_index"], epoch)

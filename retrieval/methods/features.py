@@ -192,10 +192,19 @@ class FeatureMethod(RetrievalMethod):
         """Pooled caption features ``(B, d)`` -> embeddings (identity by default)."""
         return F.normalize(token_ids.float(), dim=-1)
 
+    def _device(self) -> torch.device:
+        return next((p.device for p in self.parameters()), torch.device("cpu"))
+
+    def encode_image_features(self, split: Any, start: int, stop: int) -> torch.Tensor:
+        """Image embeddings of images ``start:stop`` of a features split (override to use
+        other arrays; the positions identify the images)."""
+        pooled = np.array(split.img_pooled[start:stop], dtype=np.float32)
+        return self.encode_images(torch.from_numpy(pooled).to(self._device()))
+
     def encode_text_features(self, split: Any, rows: np.ndarray) -> torch.Tensor:
         """Caption embeddings of rows ``rows`` of a features split (override to use tokens)."""
-        return self.encode_texts(torch.from_numpy(np.asarray(split.txt_pooled[rows],
-                                                             dtype=np.float32)))
+        pooled = np.array(split.txt_pooled[rows], dtype=np.float32)
+        return self.encode_texts(torch.from_numpy(pooled).to(self._device()))
 
     # ------------------------------------------------------------------ training
     def training_dataset(self, split: Any, transform: Callable | None, tokenizer: Callable | None,
@@ -229,13 +238,12 @@ class FeatureMethod(RetrievalMethod):
         was_training = self.training
         self.eval()
         try:
-            device = next((p.device for p in self.parameters()), torch.device("cpu"))
             ids = np.asarray(split.text_image_ids, dtype=np.int64)
             n_images = split.n_images if max_images is None else min(max_images, split.n_images)
             rows = np.flatnonzero(ids < n_images)
-            images = [self.encode_images(torch.from_numpy(np.asarray(
-                split.img_pooled[a:a + batch_size], dtype=np.float32)).to(device)).float().cpu()
-                for a in range(0, n_images, batch_size)]
+            images = [self.encode_image_features(split, a, min(a + batch_size, n_images)
+                                                 ).reshape(min(batch_size, n_images - a), -1)
+                      .float().cpu() for a in range(0, n_images, batch_size)]
             texts = [self.encode_text_features(split, rows[a:a + batch_size]).float().cpu()
                      for a in range(0, len(rows), batch_size)]
         finally:

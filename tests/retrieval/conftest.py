@@ -31,3 +31,33 @@ def wheel_photos() -> list[Path]:
     if missing:
         pytest.skip(f"sample photos not installed: {missing}")
     return photos
+
+
+@pytest.fixture
+def one_and_two_processes(tmp_path):
+    """``run(script_text, *args, port=N)``: runs a training script once in one process and
+    once under ``torch.distributed.run`` with two gloo processes; each gets its output folder
+    as the last argument (``tmp_path / "one"`` and ``tmp_path / "two"``, returned)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+
+    def run(script_text: str, *args: str, port: int) -> tuple[Path, Path]:
+        script = tmp_path / "ddp_script.py"
+        script.write_text(script_text)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": str(root)}
+        env.pop("WORLD_SIZE", None)
+        one, two = tmp_path / "one", tmp_path / "two"
+        single = subprocess.run([sys.executable, str(script), *args, str(one)], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert single.returncode == 0, single.stderr[-3000:]
+        ddp = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+             f"--master_port={port}", str(script), *args, str(two)],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert ddp.returncode == 0, ddp.stderr[-3000:]
+        return one, two
+
+    return run

@@ -205,29 +205,11 @@ Trainer(method, config, out).fit(load_split(root, "train").subset(48), None)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
-def test_teacher_cache_and_stages_under_two_gloo_processes(synthetic, tmp_path):
+def test_teacher_cache_and_stages_under_two_gloo_processes(synthetic, one_and_two_processes):
     """The stage-2 teacher cache is computed on shards and gathered: two processes cache what
     one process caches, and train the same losses on the same global batches."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    script = tmp_path / "ddp_d2s.py"
-    script.write_text(DDP_D2S_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
-    env.pop("WORLD_SIZE", None)
-    single = subprocess.run([sys.executable, str(script), str(synthetic), str(tmp_path / "one")],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=29519", str(script), str(synthetic), str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = (torch.load(tmp_path / name / LAST_CHECKPOINT, weights_only=True)
-                for name in ("one", "two"))
+    folders = one_and_two_processes(DDP_D2S_SCRIPT, str(synthetic), port=29519)
+    one, two = (torch.load(folder / LAST_CHECKPOINT, weights_only=True) for folder in folders)
     cache_one = one["method"]["_extra_state"]["teacher_cache"]
     cache_two = two["method"]["_extra_state"]["teacher_cache"]
     assert cache_one.shape == (48, 64)

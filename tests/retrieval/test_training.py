@@ -1,10 +1,6 @@
 """The trainer: learning on the synthetic set, checkpoints, resume, errors, DDP with gloo."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +10,6 @@ from retrieval.data import load_split, make_synthetic
 from retrieval.training import (BEST_WEIGHTS, CONFIG_FILE, LAST_CHECKPOINT, TrainConfig, Trainer,
                                 build_method, evaluate_split, load_run, warmup_cosine)
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny-vit-64"
 
 
@@ -161,29 +156,17 @@ trainer.fit(load_split(root, "train").subset(80), None)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
-def test_ddp_two_gloo_processes_match_one_process(synthetic, tmp_path):
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("WORLD_SIZE", None)
-    single = subprocess.run([sys.executable, str(script), str(synthetic), str(tmp_path / "one")],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=29517", str(script), str(synthetic), str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one = json.loads((tmp_path / "one" / "history.json").read_text())["history"][0]
-    two = json.loads((tmp_path / "two" / "history.json").read_text())["history"][0]
+def test_ddp_two_gloo_processes_match_one_process(synthetic, tmp_path, one_and_two_processes):
+    one_process, two_processes = one_and_two_processes(DDP_SCRIPT, str(synthetic), port=29517)
+    one = json.loads((one_process / "history.json").read_text())["history"][0]
+    two = json.loads((two_processes / "history.json").read_text())["history"][0]
     # The same global batches: the same loss, the same gradient (its norm before clipping
     # covers every parameter, CLIP's temperature included) and the same weights after the
     # updates.
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     assert two["train_grad_norm"] == pytest.approx(one["train_grad_norm"], rel=1e-4)
-    a = torch.load(tmp_path / "one" / LAST_CHECKPOINT, weights_only=True)["method"]
-    b = torch.load(tmp_path / "two" / LAST_CHECKPOINT, weights_only=True)["method"]
+    a = torch.load(one_process / LAST_CHECKPOINT, weights_only=True)["method"]
+    b = torch.load(two_processes / LAST_CHECKPOINT, weights_only=True)["method"]
     diffs = torch.cat([(a[k].float() - b[k].float()).abs().flatten() for k in a])
     # Gradients agree up to summation order; Adam divides by sqrt(v), which can turn a
     # 1e-9 gradient difference into a visible step for parameters whose gradient is ~0, so
