@@ -11,9 +11,7 @@
   another cluster) and 100 binary node features (each cluster switches on its own
   20 words with probability 0.15, every word is on with probability 0.02). ``algorithm="sparse"``
   at every n (the dense path is ``O(n^2)``), all other parameters at their defaults
-  (150 epochs), n = 1,000 ... 20,000; and once at n = 20,000 with half the paper's widths
-  (``hidden_dim = latent_dim = 256``), to show what the width costs: an epoch is dominated by
-  the dense layers, about ``3 h^2`` multiply-adds per node and view at width ``h``.
+  (150 epochs), n = 1,000 ... 20,000.
 
 Every fit runs in a fresh child process with 2 threads; its peak memory is the child's
 ``ru_maxrss`` (interpreter, torch and data included; a child that only imports and builds the
@@ -69,8 +67,6 @@ VGMGC_NS = (1000, 2000, 5000, 10000, 20000)
 MGBCC_EPOCHS = 20
 #: The target fit: MGBCC with every default (max_epochs 150, max_steps 3,000) at n = 100,000.
 FULL_MGBCC, TARGET_MGBCC_N = "MGBCC (defaults)", 100000
-#: VGMGC at n = 20,000 with hidden_dim = latent_dim = 256 (the default is the paper's 512).
-NARROW_VGMGC = "VGMGC (width 256)"
 N_CLUSTERS = 10
 GRAPH_DEGREE, GRAPH_NOISE = 12, (0.25, 0.40, 0.55)
 N_WORDS, WORDS_PER_CLUSTER = 100, 20
@@ -138,9 +134,8 @@ def child(spec: dict) -> dict:
     else:
         from mvlearn_plus.cluster import VariationalGraphGeneratorClustering
 
-        width = {"hidden_dim": 256, "latent_dim": 256} if method == NARROW_VGMGC else {}
         model = VariationalGraphGeneratorClustering(
-            n_clusters=N_CLUSTERS, algorithm="sparse", random_state=seed, device="cpu", **width
+            n_clusters=N_CLUSTERS, algorithm="sparse", random_state=seed, device="cpu"
         ).fit(X, graphs=graphs)
         out["consensus_edges"] = int(model.consensus_graph_.nnz // 2)
     out["time"] = time.perf_counter() - start
@@ -180,7 +175,7 @@ def run_all(max_n: int, timeout: float, retry_failed: bool = False) -> None:
             if r["status"] == "ok" or not retry_failed}
     jobs = [(m, n) for family, ns in (("MGBCC", MGBCC_NS), ("VGMGC", VGMGC_NS)) for n in ns
             for m in (f"{family} baseline", family)]
-    jobs += [(FULL_MGBCC, TARGET_MGBCC_N), (NARROW_VGMGC, 20000)]
+    jobs.append((FULL_MGBCC, TARGET_MGBCC_N))
     for method, n in jobs:
         if n > max_n or (method, n) in done:
             continue
@@ -208,7 +203,8 @@ def write_report() -> None:
         "",
         f"Generated {datetime.date.today().isoformat()} by `benchmarks/deep_scaling.py` on "
         f"{platform.machine()}, 2 threads per fit, one fresh process per fit, nothing else "
-        "running. Peak RSS includes the interpreter, torch and the data; the baseline column is "
+        "running except where a row is marked * (low-priority unit tests on one thread ran "
+        "beside it, which can only lengthen its time). Peak RSS includes the interpreter, torch and the data; the baseline column is "
         "a child that only imports and builds the data.",
         "",
     ]
@@ -219,7 +215,8 @@ def write_report() -> None:
         if r["status"] != "ok":
             return f"| {n:,} | {r['status']}: {r['reason']} | | | | | |"
         base = f"{b['peak_rss_mb']:.0f}" if b and b["status"] == "ok" else "n/a"
-        return (f"| {n:,} | {r['time']:.1f} | {1000 * r['time'] / n:.2f} | "
+        mark = " *" if r.get("beside") else ""
+        return (f"| {n:,}{mark} | {r['time']:.1f} | {1000 * r['time'] / n:.2f} | "
                 f"{r['peak_rss_mb']:.0f} | {base} | {r['acc']:.3f} | {r['nmi']:.3f} |")
 
     for family, ns, note in (
@@ -244,12 +241,6 @@ def write_report() -> None:
                       "ACC | NMI |", "|---|---|---|---|---|---|---|",
                       row(TARGET_MGBCC_N, by.get((FULL_MGBCC, TARGET_MGBCC_N)),
                           by.get(("MGBCC baseline", TARGET_MGBCC_N)))]
-        else:
-            lines += ["", "Half the paper's widths (hidden_dim = latent_dim = 256) at n = 20,000:",
-                      "", "| n | fit time (s) | time / n (ms) | peak RSS (MB) | baseline RSS (MB) "
-                      "| ACC | NMI |", "|---|---|---|---|---|---|---|",
-                      row(20000, by.get((NARROW_VGMGC, 20000)),
-                          by.get(("VGMGC baseline", 20000)))]
         lines.append("")
     lines += ["## Targets", ""]
     for method, n, mem in ((FULL_MGBCC, TARGET_MGBCC_N, None),
@@ -267,6 +258,18 @@ def write_report() -> None:
         lines.append(f"* {method} at n = {n:,}: {r['time']:.0f} s, {r['peak_rss_mb']:.0f} MB "
                      f"peak RSS, ACC {r['acc']:.3f} (target: under {budget}): "
                      f"**{'PASS' if ok else 'FAIL'}**.")
+        if method == "VGMGC" and not ok and r["peak_rss_mb"] < mem:
+            epochs = r.get("epochs", 150)
+            lines.append(
+                f"  Memory is within budget; time is not. VGMGC is full-batch: each of its "
+                f"{epochs} epochs runs every node through the paper's 512-wide dense layers "
+                "(generator, three view encoders and decoders: about 3 million multiply-adds "
+                "per node forward, three times that with the backward pass), so an epoch is "
+                f"linear in n and compute-bound: {r['time'] / epochs:.1f} s per epoch here. "
+                "The sparse graph part (candidate edges, propagation, edge losses) took about a "
+                "tenth of the time in a profile at n = 2,000, and the view-weight k-means about "
+                "a fifth. Meeting the target on this CPU needs narrower layers or fewer epochs, "
+                "both of which change the model.")
     REPORT.write_text("\n".join(lines) + "\n")
     records = [r for r in all_records if r["status"] == "ok"]
     by_ok = {(r["method"], r["n"]): r for r in records}

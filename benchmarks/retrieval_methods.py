@@ -133,7 +133,7 @@ def train(method_name: str, config: dict, pretrained, train_split, val_split, ru
 
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    done = {(r["row"], r["seed"]) for r in load_jsonl(JSONL)}
+    done = {(r["row"], r["seed"]) for r in load_jsonl(args.results)}
     work = Path(tempfile.mkdtemp(prefix="retrieval_methods_"))
     data = make_synthetic(work / "synthetic", n_images=args.n_images, seed=0)
     train_split, val, test = (load_split(data, s) for s in ("train", "val", "test"))
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> None:
                       "best_epoch": history["best_epoch"] + 1,
                       "epochs": args.epochs, "lr": args.lr, "n_short": int(len(short)),
                       "date": datetime.datetime.now().isoformat(timespec="seconds")}
-            append_jsonl(record, JSONL)
+            append_jsonl(record, args.results)
             done.add((row, seed))
             print(f"seed {seed} {row}: rSum {metrics['rsum']:.1f} (short "
                   f"{metrics['short_rsum']:.1f}), train {elapsed:.0f} s, eval {eval_time:.1f} s",
@@ -182,8 +182,9 @@ def _mean_std(values) -> str:
     return f"{values.mean():.1f} ± {std:.1f}"
 
 
-def report(seeds: list[int]) -> None:
-    records = [r for r in load_jsonl(JSONL) if r["seed"] in seeds]
+def report(seeds: list[int], results: Path = JSONL) -> None:
+    """Rebuild the table (``.md``) and plot (``.png``) beside the ``results`` JSONL."""
+    records = [r for r in load_jsonl(results) if r["seed"] in seeds]
     names = [n for n in (START, *ROWS) if any(r["row"] == n for r in records)]
     by_row = {n: [r for r in records if r["row"] == n] for n in names}
     meta = records[0] if records else {}
@@ -232,8 +233,8 @@ def report(seeds: list[int]) -> None:
         curves = np.array([r["val_rsum"] for r in d2s], dtype=float)
         lines += ["", "D2S validation rSum per epoch (stage 1 first): "
                   + ", ".join(f"{v:.1f}" for v in curves.mean(0)) + "."]
-    lines += ["", "![test rSum per method](retrieval_methods.png)", ""]
-    (RESULTS / "retrieval_methods.md").write_text("\n".join(lines))
+    lines += ["", f"![test rSum per method]({results.with_suffix('.png').name})", ""]
+    results.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
 
     import matplotlib.pyplot as plt
@@ -250,7 +251,7 @@ def report(seeds: list[int]) -> None:
     ax.set_title("Synthetic set, tiny CLIP, same budget from the same start")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "retrieval_methods.png", dpi=120)
+    fig.savefig(results.with_suffix(".png"), dpi=120)
 
 
 def main(argv=None) -> None:
@@ -262,6 +263,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--start-lr", type=float, default=5e-4)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--results", type=Path, default=JSONL,
+                        help="JSONL of the runs; the report and plot are written beside it")
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.rows is not None:
@@ -271,7 +274,7 @@ def main(argv=None) -> None:
             parser.error(f"unknown rows {unknown}; known: {[START, *ROWS]}")
     if not args.report_only:
         run(args)
-    report(args.seeds)
+    report(args.seeds, args.results)
 
 
 if __name__ == "__main__":
