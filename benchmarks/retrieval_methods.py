@@ -13,8 +13,9 @@ Protocol (offline, CPU; spec 5.1 / 5.2 and the issue's benchmark section):
   + cosine, selection on validation rSum (never test): ``contrastive`` (InfoNCE, the baseline),
   ``contrastive`` with the hinge triplet loss (AVSE's and D2S's loss, so that the loss change is
   separated from the method), ``avse``, ``d2s`` (one third of the budget for the dense stage).
-* Ablations, same budget: AVSE with one whole-image view (chunks kept), AVSE with two views and a
-  single chunk (views kept), D2S without the distillation term (``distill_weight=0``).
+* Ablations, same budget: AVSE with one whole-image view (chunks kept), with two views and a
+  single chunk (views kept), without the cross-view regulariser, without the caption token
+  augmentation; D2S without the distillation term (``distill_weight=0``).
 * Test metrics: the six recalls and rSum; AVSE is scored with its default FAISS short list plus
   exact re-ranking, averaged over 3 evaluation seeds of its view centres. "short" is the same
   evaluation restricted to the captions that name exactly one object (the sparse captions that
@@ -84,6 +85,8 @@ ROWS: dict[str, tuple[str, dict]] = {
     "AVSE": ("avse", {}),
     "AVSE, 1 whole-image view": ("avse", {"n_views": 1, "keep_train": 1.0, "keep_eval": 1.0}),
     "AVSE, 1 chunk": ("avse", {"chunk_sizes": [64]}),
+    "AVSE, no cross-view regulariser": ("avse", {"reg": "none"}),
+    "AVSE, no caption augmentation": ("avse", {"text_augment": False}),
     "D2S-VSE": ("d2s", {}),
     "D2S-VSE, no distillation": ("d2s", {"distill_weight": 0.0}),
 }
@@ -166,6 +169,7 @@ def run(args: argparse.Namespace) -> None:
                       "val_rsum": [h.get("val_rsum") for h in history["history"]],
                       "best_epoch": history["best_epoch"] + 1,
                       "epochs": args.epochs, "lr": args.lr, "n_short": int(len(short)),
+                      **({"beside": args.beside} if args.beside else {}),
                       "date": datetime.datetime.now().isoformat(timespec="seconds")}
             append_jsonl(record, args.results)
             done.add((row, seed))
@@ -205,6 +209,8 @@ def report(seeds: list[int], results: Path = JSONL) -> None:
         f"evaluation seeds {', '.join(map(str, EVAL_SEEDS))} of its view centres.",
         f"* \"short\": the {meta.get('n_short', '?')} test captions that name exactly one object "
         "and the images they describe, both directions.",
+        "* Times marked (busy) were measured while another benchmark shared the 2 cores: "
+        "compare them with nothing.",
         "",
         "| method | " + " | ".join(k.replace("_", " ").upper() for k in KEYS)
         + " | short rSum | train (s) | eval (s) | best epoch |",
@@ -213,10 +219,11 @@ def report(seeds: list[int], results: Path = JSONL) -> None:
     for name in names:
         rows = by_row[name]
         cells = [_mean_std([r[k] for r in rows]) for k in KEYS]
+        busy = " (busy)" if any(r.get("beside") for r in rows) else ""
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {_mean_std([r['short_rsum'] for r in rows])}"
-                     + f" | {_mean_std([r['train_time'] for r in rows])}"
-                     + f" | {_mean_std([r['eval_time'] for r in rows])}"
+                     + f" | {_mean_std([r['train_time'] for r in rows])}{busy}"
+                     + f" | {_mean_std([r['eval_time'] for r in rows])}{busy}"
                      + f" | {', '.join(str(r['best_epoch']) for r in rows)} |")
     if base:
         lines += ["", f"Aim: each method beats the baseline ({BASELINE}, rSum "
@@ -263,6 +270,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--start-lr", type=float, default=5e-4)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--beside", default=None,
+                        help="record that another job shared the machine (times marked)")
     parser.add_argument("--results", type=Path, default=JSONL,
                         help="JSONL of the runs; the report and plot are written beside it")
     args = parser.parse_args(argv)
