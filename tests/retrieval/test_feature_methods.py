@@ -144,7 +144,8 @@ def test_avse_late_views_start_at_clip_and_are_seeded_per_image(features, tmp_pa
         method.gamma.fill_(0.7)
     a, _, _ = method.encode_features(test, batch_size=64)
     b, _, _ = method.encode_features(test, batch_size=7)
-    np.testing.assert_array_equal(a, b)  # an image's views do not depend on its batch
+    # An image's views do not depend on its batch (equal up to BLAS summation order).
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert not np.allclose(a.reshape(len(a), 2, -1)[:, 0], a.reshape(len(a), 2, -1)[:, 1])
     torch.manual_seed(0)
     fresh = build_feature_method("avse", train)
