@@ -331,7 +331,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
              "command": " ".join(sys.argv)}
     if weights_file is not None and weights_file.is_file():
         extra["weights_sha256"] = _sha256(weights_file)
-    for split_name in args.splits.split(","):
+    splits = args.splits.split(",")
+    if args.dense_captions and "train" not in splits:
+        raise SystemExit("--dense-captions describes the training images: add train to "
+                         f"--splits (got {args.splits!r})")
+    for split_name in splits:
         split = _load(args, split_name)
         if args.dense_captions and split_name == "train":
             split = split.with_dense_captions(args.dense_captions)

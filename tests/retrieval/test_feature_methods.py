@@ -176,6 +176,11 @@ def test_feature_training_refusals(features, tmp_path):
                   str(tmp_path / "a"), "--batch-size", "16", "--quiet"])
     with pytest.raises(ValueError, match="prompts live inside"):
         get_feature_method("dcar")
+    # Dense captions of the training images need the train split: never silently dropped.
+    with pytest.raises(SystemExit, match="add train to --splits"):
+        cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output",
+                  str(tmp_path / "x"), "--splits", "test", "--dense-captions",
+                  str(tmp_path / "dense.jsonl"), "--quiet"])
     # A feature run refuses features made by other weights.
     space = FeatureSpace(model=MODEL, weights="some-other-weights.pt", d=64)
     other = get_feature_method("contrastive")(space)
