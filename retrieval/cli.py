@@ -158,12 +158,25 @@ def _train_on_features(args: argparse.Namespace, train_split) -> int:
 
     refused = [option for option, given in (
         ("--pretrained", args.pretrained), ("--dense-captions", args.dense_captions),
-        ("--noise-file", args.noise_file), ("--noise-ratio", args.noise_ratio),
         ("--grad-checkpointing", args.grad_checkpointing)) if given]
     if refused:
         raise SystemExit(f"{args.data_root} holds precomputed features: {', '.join(refused)} "
                          "apply to training on images (the features fix the weights and "
                          "carry their own arrays; see `encode --help`)")
+    if args.noise_file:
+        # A published noise file indexes the canonical ("precomp") caption order, which a
+        # features folder does not record: applying it could silently pair the wrong rows.
+        raise SystemExit(f"{args.data_root} holds precomputed features, whose caption order "
+                         "is not checked against a published noise file: train on the images "
+                         "with --noise-file, or simulate the noise here with --noise-ratio")
+    if args.noise_ratio:
+        from retrieval.data import shuffle_captions
+
+        train_split = train_split.with_noise(shuffle_captions(
+            train_split.text_image_ids, args.noise_ratio, seed=args.noise_seed))
+        logger.info("noisy correspondence: %.4f of the training captions point at another "
+                    "image", float((train_split.text_image_ids
+                                    != train_split.clean_text_image_ids).mean()))
     if args.model and args.model != train_split.model:
         raise SystemExit(f"{args.data_root} holds features of {train_split.model!r}, not "
                          f"--model {args.model!r}")
@@ -179,6 +192,7 @@ def _train_on_features(args: argparse.Namespace, train_split) -> int:
         amp=args.amp, augment=False, num_workers=args.workers,
         val_max_images=args.val_max_images, verbose=not args.quiet)
     run_info = {"data_root": str(args.data_root), "format": "features",
+                "noise_ratio": args.noise_ratio, "noise_seed": args.noise_seed,
                 "command": " ".join(sys.argv)}
     trainer = Trainer(method, config, args.output, run_info=run_info)
     try:

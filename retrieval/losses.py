@@ -69,8 +69,8 @@ def info_nce(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids: torc
 
 
 def hinge_triplet(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids: torch.Tensor |
-                  None = None, *, margin: float | torch.Tensor = 0.2, hardest: bool = True
-                  ) -> torch.Tensor:
+                  None = None, *, margin: float | torch.Tensor = 0.2, hardest: bool = True,
+                  exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Bidirectional hinge triplet loss, summed over the batch (spec 0, H).
 
     ``L = sum_p agg_{q: M_pq = 0} [margin - s_pp + s_pq]_+ + agg_{q: M_qp = 0}
@@ -87,6 +87,9 @@ def hinge_triplet(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids:
         One margin, or per-pair margins (soft margins, spec 0 Hsoft).
     hardest : bool, default=True
         Hardest negative per anchor (VSE++) instead of the sum over negatives.
+    exclude : Tensor ``(B, B)`` of bool, optional
+        Further entries that are not negatives (e.g. a caption reused by two pairs, whose
+        copies would otherwise be each other's hardest negative at zero gradient).
 
     Returns
     -------
@@ -104,6 +107,11 @@ def hinge_triplet(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids:
     else:
         margin_rows = margin_cols = margin
     negatives = ~same_image_mask(image_ids, text_image_ids)
+    if exclude is not None:
+        if exclude.shape != scores.shape:
+            raise ValueError(f"exclude has shape {tuple(exclude.shape)}, scores "
+                             f"{tuple(scores.shape)}")
+        negatives = negatives & ~exclude
     # image p as anchor: captions q of other images; caption p as anchor: images q.
     cost_i2t = (margin_rows - positive[:, None] + scores).clamp(min=0) * negatives
     cost_t2i = (margin_cols - positive[None, :] + scores).clamp(min=0) * negatives
@@ -113,8 +121,8 @@ def hinge_triplet(scores: torch.Tensor, image_ids: torch.Tensor, text_image_ids:
 
 
 def soft_margin_triplet(scores: torch.Tensor, image_ids: torch.Tensor, soft_labels: torch.Tensor,
-                        text_image_ids: torch.Tensor | None = None, *, margin: float = 0.2
-                        ) -> torch.Tensor:
+                        text_image_ids: torch.Tensor | None = None, *, margin: float = 0.2,
+                        exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Hardest-negative triplet with per-pair soft margins ``m(y) = margin (10^y - 1) / 9``.
 
     A pair believed clean (``y = 1``) keeps the full margin; a pair believed noisy (``y = 0``)
@@ -129,6 +137,8 @@ def soft_margin_triplet(scores: torch.Tensor, image_ids: torch.Tensor, soft_labe
     text_image_ids : Tensor ``(B,)``, optional
     margin : float, default=0.2
         Margin of a fully clean pair.
+    exclude : Tensor ``(B, B)`` of bool, optional
+        Further entries that are not negatives (see :func:`hinge_triplet`).
     """
     soft_labels = torch.as_tensor(soft_labels, dtype=scores.dtype, device=scores.device)
     if soft_labels.shape != (scores.shape[0],):
@@ -137,4 +147,5 @@ def soft_margin_triplet(scores: torch.Tensor, image_ids: torch.Tensor, soft_labe
     if torch.any((soft_labels < 0) | (soft_labels > 1)):
         raise ValueError("soft_labels must lie in [0, 1]")
     margins = margin * (torch.pow(10.0, soft_labels) - 1.0) / 9.0
-    return hinge_triplet(scores, image_ids, text_image_ids, margin=margins, hardest=True)
+    return hinge_triplet(scores, image_ids, text_image_ids, margin=margins, hardest=True,
+                         exclude=exclude)

@@ -217,6 +217,46 @@ def make_gather(context: DistributedContext):
     return gather
 
 
+def make_broadcast(context: DistributedContext):
+    """``broadcast(tensor)``: rank 0's values on every process (identity in one process).
+
+    The tensor travels on the process's device (NCCL needs CUDA tensors) and comes back on
+    the device it was given on.
+    """
+    if not context.distributed:
+        return lambda tensor: tensor
+
+    def broadcast(tensor: torch.Tensor) -> torch.Tensor:
+        moved = tensor.detach().to(context.device).contiguous()
+        dist.broadcast(moved, src=0)
+        return moved.to(tensor.device)
+
+    return broadcast
+
+
+def correspondence_analysis(train_split: Any, epoch_log: dict[str, Any], name: str,
+                            predicted_clean: Any) -> None:
+    """Record a method's predicted clean subset, scored against the true correspondence.
+
+    Writes ``{name}_clean`` (size) and, when ``train_split`` knows its clean pairing (noise
+    simulated or read from a file), ``{name}_clean_precision`` (share of the predicted set
+    that is truly clean) and ``{name}_clean_recall`` (share of the truly clean pairs found).
+    For analysis only: the result goes to the run's history, never back to the method.
+    """
+    predicted = np.asarray(predicted_clean, dtype=bool)
+    epoch_log[f"{name}_clean"] = int(predicted.sum())
+    clean_ids = getattr(train_split, "clean_text_image_ids", None)
+    if clean_ids is None:
+        return
+    truly_clean = np.asarray(train_split.text_image_ids) == np.asarray(clean_ids)
+    if truly_clean.shape != predicted.shape:
+        raise ValueError(f"{name}: a predicted clean mask of {predicted.shape[0]} pairs for a "
+                         f"split of {truly_clean.shape[0]} captions")
+    hits = int(np.sum(predicted & truly_clean))
+    epoch_log[f"{name}_clean_precision"] = hits / max(1, int(predicted.sum()))
+    epoch_log[f"{name}_clean_recall"] = hits / max(1, int(truly_clean.sum()))
+
+
 def _average_gradients(module: torch.nn.Module, context: DistributedContext) -> None:
     """Average gradients over processes (see the module docstring for why averaging is exact)."""
     if not context.distributed:
@@ -838,13 +878,17 @@ class Trainer:
                                   sampler=shard, shuffle=False, num_workers=cfg.num_workers,
                                   collate_fn=collate_fn, pin_memory=device.type == "cuda")
 
-            def epoch_context(epoch: int) -> EpochContext:
+            broadcast = make_broadcast(context)
+
+            def epoch_context(epoch: int, epoch_log: dict[str, Any]) -> EpochContext:
                 return EpochContext(
                     epoch=epoch, epochs=cfg.epochs, train_split=train_split, device=device,
                     autocast=lambda: self._autocast_context(device), gather=gather,
                     rank=context.rank, world_size=context.world_size,
                     make_loader=functools.partial(make_loader, epoch=epoch),
-                    verbose=cfg.verbose and context.is_main)
+                    verbose=cfg.verbose and context.is_main, broadcast=broadcast,
+                    log=epoch_log, report_clean_split=functools.partial(
+                        correspondence_analysis, train_split, epoch_log))
 
             start_epoch = 0
             if resuming:
@@ -878,7 +922,8 @@ class Trainer:
                 torch.manual_seed(int(np.random.SeedSequence(
                     [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
                 method.train()
-                method.on_epoch_start(epoch, epoch_context(epoch))
+                epoch_log: dict[str, Any] = {}
+                method.on_epoch_start(epoch, epoch_context(epoch, epoch_log))
                 sums: dict[str, float] = {}
                 started = time.perf_counter()
                 bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -910,10 +955,11 @@ class Trainer:
                     for key, value in losses.items():
                         sums[key] = sums.get(key, 0.0) + float(value.detach())
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-                method.on_epoch_end(epoch, epoch_context(epoch))
+                method.on_epoch_end(epoch, epoch_context(epoch, epoch_log))
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     **{f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()},
+                    **epoch_log,
                     "train_time_s": time.perf_counter() - started,
                     **{f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups
                        if not group["name"].endswith("_no_decay")},

@@ -22,6 +22,7 @@ into it, or loading it while expecting another model, is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -61,6 +62,9 @@ class FeatureSplit:
         The folder's manifest.
     img_tokens, txt_tokens, txt_len, dense_pooled : numpy.ndarray or None
         Optional arrays (memory-mapped when loaded with ``mmap=True``).
+    clean_text_image_ids : numpy.ndarray of int64 or None
+        The clean pairing when noise was applied (:meth:`with_noise`); for analysis only,
+        never for training.
     """
 
     name: str
@@ -72,9 +76,26 @@ class FeatureSplit:
     txt_tokens: np.ndarray | None = field(default=None, repr=False)
     txt_len: np.ndarray | None = field(default=None, repr=False)
     dense_pooled: np.ndarray | None = field(default=None, repr=False)
+    clean_text_image_ids: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_shapes(self.name, self.img_pooled, self.txt_pooled, self.txt_img, self.optional_arrays())
+        if self.clean_text_image_ids is not None and self.clean_text_image_ids.shape != self.txt_img.shape:
+            raise ValueError(f"{self.name}: clean_text_image_ids has shape {self.clean_text_image_ids.shape}, "
+                             f"expected {self.txt_img.shape}")
+
+    def with_noise(self, text_image_ids: np.ndarray) -> "FeatureSplit":
+        """A copy whose captions are paired with ``text_image_ids`` (noisy correspondence).
+
+        The current clean pairing is kept in ``clean_text_image_ids`` for analysis (spec 3);
+        the feature arrays are shared, not copied.
+        """
+        noisy = np.asarray(text_image_ids)
+        if noisy.shape != self.txt_img.shape or not np.issubdtype(noisy.dtype, np.integer):
+            raise ValueError(f"{self.name}: a noisy pairing must be {self.txt_img.shape[0]} integer image "
+                             f"indices, got shape {noisy.shape} of {noisy.dtype}")
+        clean = self.txt_img if self.clean_text_image_ids is None else self.clean_text_image_ids
+        return dataclasses.replace(self, txt_img=noisy.astype(np.int64), clean_text_image_ids=np.array(clean))
 
     @property
     def n_images(self) -> int:

@@ -14,8 +14,11 @@ from retrieval.methods.d2s_features import DenseToSparseAdapters
 from retrieval.methods.features import (FEATURE_METHODS, AdapterContrastive, FeatureMethod,
                                         FeatureSpace, ResidualAdapter, get_feature_method,
                                         register_feature_method)
+from retrieval.methods.pcsr import PseudoLabelConsistencyRefinement
+from retrieval.methods.pcsr_features import PseudoLabelRefinementAdapters
 
 __all__ = ["FEATURE_METHODS", "METHODS", "AdapterContrastive", "AsymmetricVisualSemanticEmbedding",
            "ContrastiveFineTune", "DenseToSparseAdapters", "DenseToSparseDistillation", "EpochContext", "FeatureMethod",
-           "FeatureSpace", "GatherFn", "LateViewAdapters", "ResidualAdapter", "RetrievalMethod", "get_feature_method",
+           "FeatureSpace", "GatherFn", "LateViewAdapters", "PseudoLabelConsistencyRefinement",
+           "PseudoLabelRefinementAdapters", "ResidualAdapter", "RetrievalMethod", "get_feature_method",
            "get_method", "register_feature_method", "register_method"]

@@ -52,6 +52,19 @@ class EpochContext:
         equal length), so results must be gathered with their dataset indices and scattered
         back by index.
     verbose : bool
+    broadcast : callable
+        ``broadcast(tensor)`` returns rank 0's values of a tensor of the same shape and dtype on
+        every process (identity in one process): one process decides (PCSR's mixture fits),
+        every process follows.
+    log : dict
+        Scalars the method adds to this epoch's record in the run's history (``history.json``),
+        e.g. subset sizes.
+    report_clean_split : callable
+        ``report_clean_split(name, predicted_clean)`` with a boolean array over the training
+        captions: the trainer records its size and, when the split's noise was simulated or
+        read from a file, its precision and recall against the true correspondence, as
+        ``{name}_clean``, ``{name}_clean_precision``, ``{name}_clean_recall``. The method
+        never sees the true labels: this is the only way they are used, for analysis.
     """
 
     epoch: int
@@ -64,6 +77,9 @@ class EpochContext:
     world_size: int = 1
     make_loader: Callable[..., Any] | None = None
     verbose: bool = False
+    broadcast: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+    log: dict[str, Any] = field(default_factory=dict)
+    report_clean_split: Callable[[str, Any], None] = field(default=lambda name, mask: None)
 
     @property
     def is_main(self) -> bool:
@@ -256,14 +272,20 @@ class RetrievalMethod(nn.Module):
 
         return protocol_metrics(images, texts, text_image_ids, protocol, **metric_kwargs)
 
+    def backbone_modules(self) -> list[nn.Module]:
+        """The CLIP towers of the method (trained with ``lr_backbone``); PCSR has two."""
+        return [self.backbone]
+
     def new_modules(self) -> list[nn.Module]:
-        """Modules added by the method (trained with ``lr_new``); the backbone is not one."""
-        return [module for name, module in self.named_children() if name != "backbone"]
+        """Modules added by the method (trained with ``lr_new``); the backbones are not."""
+        towers = {id(module) for module in self.backbone_modules()}
+        return [module for module in self.children() if id(module) not in towers]
 
     def parameter_groups(self, lr_backbone: float, lr_new: float, weight_decay: float
                          ) -> list[dict[str, Any]]:
         """AdamW parameter groups: backbone / new modules, each with and without decay."""
-        backbone_ids = {id(p) for p in self.backbone.parameters()}
+        backbone_ids = {id(p) for tower in self.backbone_modules()
+                        for p in tower.parameters()}
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:

@@ -9,8 +9,8 @@ exactly as it trains the end-to-end methods (same schedule, selection on validat
 checkpoints, resume, DDP); only what a training item is changes.
 
 Feature forms: ``contrastive`` (residual adapters on both pooled embeddings, InfoNCE: the
-frozen-tower baseline), ``d2s`` (D2S-VSE's adapter form, :mod:`retrieval.methods.d2s_features`)
-and ``avse`` (only the "late views" fallback of spec 4.4, a flagged deviation:
+frozen-tower baseline), ``d2s`` (D2S-VSE's adapter form, :mod:`retrieval.methods.d2s_features`),
+``pcsr`` (PCSR's ``adapter`` mode, :mod:`retrieval.methods.pcsr_features`) and ``avse`` (only the "late views" fallback of spec 4.4, a flagged deviation:
 :mod:`retrieval.methods.avse_features`). DCAR's prompts live inside the towers, so it has none.
 """
 
