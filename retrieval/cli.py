@@ -45,6 +45,11 @@ def format_metrics(metrics: dict, title: str = "") -> str:
             + f"{metrics.get(f'{direction}_medr', float('nan')):8.1f}"
             + f"{metrics.get(f'{direction}_meanr', float('nan')):9.1f}")
     lines.append(f"rSum {metrics.get('rsum', float('nan')):.2f}")
+    for kind in ("attribute", "category"):
+        if f"twin_acc_{kind}" in metrics:
+            lines.append(f"swapped-twin accuracy ({kind}): {metrics[f'twin_acc_{kind}']:.2f}% of "
+                         f"{int(metrics.get(f'twin_images_{kind}', 0))} images (pairwise wins "
+                         f"{metrics.get(f'twin_win_{kind}', float('nan')):.2f}%)")
     return "\n".join(lines)
 
 
@@ -130,9 +135,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_max = args.val_max_images if args.val_max_images is not None else (
         1000 if _is_coco(args) else None)
     method_config = json.loads(args.method_config) if args.method_config else {}
+    lr_backbone, lr_new = _learning_rates(args, method_class)
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr_backbone=args.lr,
-        lr_new=args.lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+        epochs=args.epochs, batch_size=args.batch_size, lr_backbone=lr_backbone,
+        lr_new=lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         amp=args.amp, augment=not args.no_augment, num_workers=args.workers,
         val_max_images=val_max, grad_checkpointing=args.grad_checkpointing,
         verbose=not args.quiet)
@@ -150,6 +156,15 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{trainer.best_rsum_:.2f} at epoch {trainer.best_epoch_ + 1}; run saved to "
               f"{args.output}")
     return 0
+
+
+def _learning_rates(args: argparse.Namespace, method_class) -> tuple[float, float]:
+    """``--lr`` / ``--lr-new`` when given, else the method's defaults, else 1e-5 / 1e-4."""
+    backbone = args.lr if args.lr is not None else (
+        getattr(method_class, "default_lr_backbone", None) or 1e-5)
+    new = args.lr_new if args.lr_new is not None else (
+        getattr(method_class, "default_lr_new", None) or 1e-4)
+    return float(backbone), float(new)
 
 
 def _train_on_features(args: argparse.Namespace, train_split) -> int:
@@ -186,9 +201,10 @@ def _train_on_features(args: argparse.Namespace, train_split) -> int:
         method = build_feature_method(args.method, train_split, method_config=method_config)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    lr_backbone, lr_new = _learning_rates(args, type(method))
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr_backbone=args.lr,
-        lr_new=args.lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
+        epochs=args.epochs, batch_size=args.batch_size, lr_backbone=lr_backbone,
+        lr_new=lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         amp=args.amp, augment=False, num_workers=args.workers,
         val_max_images=args.val_max_images, verbose=not args.quiet)
     run_info = {"data_root": str(args.data_root), "format": "features",
@@ -307,6 +323,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 raise SystemExit(f"--protocol 1k-folds (COCO 1K) on {args.split}: {exc}") from None
         if args.protocol == "1k-folds":
             title += " (1K folds, mean)"
+        from retrieval.fine_grained import twin_accuracy
+
+        # Splits with swap records (synthetic objects) or published negatives (FDRD).
+        metrics.update(twin_accuracy(model, split, batch_size=args.batch_size))
         return _report(args, metrics, title)
     metrics = protocol_metrics(images, texts, ids, args.protocol)
     if args.protocol == "1k-folds":
@@ -409,8 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="run folder")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
-    p.add_argument("--lr", type=float, default=1e-5, help="backbone learning rate")
-    p.add_argument("--lr-new", type=float, default=1e-4, help="learning rate of new modules")
+    p.add_argument("--lr", type=float, default=None,
+                   help="backbone learning rate (default: the method's, else 1e-5)")
+    p.add_argument("--lr-new", type=float, default=None,
+                   help="learning rate of new modules (default: the method's, else 1e-4; "
+                        "pcsr 2e-4, dcar 2e-3)")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dense-captions", help="dense-caption .jsonl of the training images")

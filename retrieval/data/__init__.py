@@ -6,6 +6,7 @@
 * :func:`load_folder`, :func:`write_folder`, :func:`load_dense_captions` -- folder format.
 * :func:`save_features`, :func:`load_features`, :class:`FeatureSplit` -- cached features.
 * :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set.
+* :func:`load_fdrd` -- FDRD fine-grained test files (images by file name, negatives).
 * :func:`shuffle_captions`, :func:`load_noise_file`, :func:`noisy_fraction`,
   :func:`add_noise` -- noisy correspondence (spec section 3).
 * :class:`PairDataset`, :class:`ImageDataset`, :class:`TextDataset` -- torch datasets,
@@ -14,6 +15,7 @@
 
 from ._load import load_split
 from ._split import RetrievalSplit
+from .fdrd import load_fdrd
 from .features import FeatureSplit, load_features, save_features
 from .folder import load_dense_captions, load_folder, write_folder
 from .karpathy import load_caption_file, load_karpathy, read_id_file
@@ -38,6 +40,7 @@ __all__ = [
     "make_synthetic",
     "swap_caption",
     "describe_objects",
+    "load_fdrd",
     "shuffle_captions",
     "load_noise_file",
     "noisy_fraction",

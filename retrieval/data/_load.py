@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ._split import RetrievalSplit
+from .fdrd import is_fdrd_file, load_fdrd
 from .features import MANIFEST_FILE, FeatureSplit, load_features
 from .folder import CAPTIONS_FILE, load_folder
 from .karpathy import load_karpathy
@@ -31,7 +32,8 @@ def load_split(
     (:func:`~retrieval.data.load_features`); ``captions.tsv`` -> folder + captions
     (:func:`~retrieval.data.load_folder`); ``dataset_*.json`` -> Karpathy JSON
     (:func:`~retrieval.data.load_karpathy`, images under ``image_root`` or ``root``).
-    ``root`` may also be the Karpathy JSON file itself.
+    ``root`` may also be the Karpathy JSON file itself, or a FDRD test file
+    (:func:`~retrieval.data.load_fdrd`, images found by name under ``image_root``).
 
     Parameters
     ----------
@@ -69,7 +71,9 @@ def load_split(
         raise FileNotFoundError(f"data path not found: {root}")
     if root.is_file():
         if root.suffix != ".json":
-            raise ValueError(f"{root}: a file must be a Karpathy JSON; pass its folder for other formats")
+            raise ValueError(f"{root}: a file must be a Karpathy or FDRD JSON; pass its folder for other formats")
+        if is_fdrd_file(root):
+            return load_fdrd(root, image_root, split)
         return _load_karpathy_ordered(root, image_root if image_root is not None else root.parent,
                                       split, ids_file)
     if format not in (None, "features", "folder", "karpathy"):

@@ -72,6 +72,10 @@ class RetrievalSplit:
         One long description per image (D2S teacher input), aligned with the images.
     objects : list or None, default=None
         Per-image object records (synthetic set only), aligned with the images.
+    negatives : list of list of str or None, default=None
+        Per-image hard-negative captions published with the data (FDRD: four category
+        swaps of the image's caption), aligned with the images; used by swapped-twin
+        evaluation (:mod:`retrieval.fine_grained`).
 
     Attributes
     ----------
@@ -97,6 +101,7 @@ class RetrievalSplit:
     clean_text_image_ids: np.ndarray | None = None
     dense_captions: list[str] | None = None
     objects: list | None = field(default=None, repr=False)
+    negatives: list | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.image_paths = [str(p) for p in self.image_paths]
@@ -140,13 +145,16 @@ class RetrievalSplit:
                 f"{where}: {empty.size} image(s) have no caption, e.g. image {int(empty[0])} "
                 f"({self.image_keys[int(empty[0])]!r})"
             )
-        for label, per_image in (("dense_captions", self.dense_captions), ("objects", self.objects)):
+        for label, per_image in (("dense_captions", self.dense_captions), ("objects", self.objects),
+                                 ("negatives", self.negatives)):
             if per_image is not None and len(per_image) != n_img:
                 raise ValueError(f"{where}: {len(per_image)} {label} for {n_img} images")
         if self.dense_captions is not None:
             self.dense_captions = list(self.dense_captions)
         if self.objects is not None:
             self.objects = list(self.objects)
+        if self.negatives is not None:
+            self.negatives = [[str(text) for text in per_image] for per_image in self.negatives]
 
     def _ground_truth_ids(self) -> np.ndarray:
         return self.text_image_ids if self.clean_text_image_ids is None else self.clean_text_image_ids
@@ -261,6 +269,7 @@ class RetrievalSplit:
             clean_text_image_ids=clean,
             dense_captions=None if self.dense_captions is None else self.dense_captions[:n_images],
             objects=None if self.objects is None else self.objects[:n_images],
+            negatives=None if self.negatives is None else self.negatives[:n_images],
         )
 
 

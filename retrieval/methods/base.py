@@ -135,6 +135,10 @@ class RetrievalMethod(nn.Module):
     is_single_vector: ClassVar[bool] = True
     #: True when the method trains on the split's dense captions (``--dense-captions``).
     uses_dense_captions: ClassVar[bool] = False
+    #: Learning rates ``train`` uses when ``--lr`` / ``--lr-new`` are not given (the paper's,
+    #: adapted to the one AdamW trainer); None: the trainer's defaults (1e-5 and 1e-4).
+    default_lr_backbone: ClassVar[float | None] = None
+    default_lr_new: ClassVar[float | None] = None
 
     def __init__(self, backbone: ClipBackbone) -> None:
         super().__init__()

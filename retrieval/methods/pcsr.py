@@ -683,6 +683,7 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
     """
 
     name = "pcsr"
+    default_lr_new = 2e-4
 
     def __init__(self, backbone: ClipBackbone, margin: float = 0.2,
                  warmup_temperature: float = 0.05, n_pseudo_classes: int = 256,

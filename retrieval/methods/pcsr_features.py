@@ -54,6 +54,7 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
     """
 
     name = "pcsr"
+    default_lr_new = 2e-4
 
     def __init__(self, space: FeatureSpace, adapter_init_std: float = 0.01,
                  hidden: int | None = None, margin: float = 0.2,
