@@ -256,6 +256,23 @@ def soft_correspondence_labels(clean_probability: np.ndarray, stable_probability
                    0.0, 1.0)
 
 
+def weighted_info_nce(scores: torch.Tensor, weights: torch.Tensor, not_negative: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE whose pairs count with weights in ``[0, 1]`` (soft labels).
+
+    ``not_negative[p, q]`` marks off-diagonal entries that are not negatives (same image,
+    shared caption); they leave both softmaxes. The result is the weighted mean over pairs of
+    the two directions' cross-entropies (0 when every weight is 0).
+    """
+    logits = scores / temperature
+    eye = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
+    logits = logits.masked_fill(not_negative & ~eye, float("-inf"))
+    target = torch.arange(len(scores), device=scores.device)
+    per_pair = 0.5 * (F.cross_entropy(logits, target, reduction="none")
+                      + F.cross_entropy(logits.t(), target, reduction="none"))
+    return (weights * per_pair).sum() / weights.sum().clamp(min=1e-8)
+
+
 def _entropy(probabilities: torch.Tensor) -> torch.Tensor:
     return -(probabilities * probabilities.clamp(min=1e-12).log()).sum(dim=-1)
 
@@ -284,7 +301,9 @@ class PseudoLabelRefinement:
                           ambiguous_replacement: bool, warmup_pc_loss: bool,
                           split_batch_size: int, warmup_fraction: float,
                           stage_fractions: tuple[float, float] | list[float],
-                          inference: str) -> None:
+                          inference: str, match_loss: str = "hinge") -> None:
+        if match_loss not in ("hinge", "infonce"):
+            raise ValueError(f"match_loss must be 'hinge' or 'infonce', got {match_loss!r}")
         if inference not in ("ensemble", "A", "B"):
             raise ValueError(f"inference must be 'ensemble', 'A' or 'B', got {inference!r}")
         if not 0 < gce_q <= 1:
@@ -309,6 +328,7 @@ class PseudoLabelRefinement:
         self.warmup_fraction = float(warmup_fraction)
         self.stage_fractions = (float(stage_fractions[0]), float(stage_fractions[1]))
         self.inference = inference
+        self.match_loss = match_loss
         self.classifiers = nn.ModuleList(
             [PseudoClassifier(d, n_pseudo_classes, classifier_hidden) for _ in NETWORKS])
         # Epochs the run was planned with (-1: not started): a resume with another --epochs
@@ -326,7 +346,8 @@ class PseudoLabelRefinement:
                 "ambiguous_replacement": self.ambiguous_replacement,
                 "warmup_pc_loss": self.warmup_pc_loss, "split_batch_size": self.split_batch_size,
                 "warmup_fraction": self.warmup_fraction,
-                "stage_fractions": list(self.stage_fractions), "inference": self.inference}
+                "stage_fractions": list(self.stage_fractions), "inference": self.inference,
+                "match_loss": self.match_loss}
 
     # ------------------------------------------------------------------ per-pair state
     def _reset_pair_state(self, n_pairs: int) -> None:
@@ -516,9 +537,14 @@ class PseudoLabelRefinement:
         losses = {"clean_match": zero, "pseudo_class": zero, "refined_match": zero,
                   "robust": zero}
         if int(clean.sum()) >= 2:
-            losses["clean_match"] = soft_margin_triplet(
-                images[clean] @ texts[clean].t(), image_ids[clean], labels[clean],
-                margin=self.margin)
+            ids = image_ids[clean]
+            if self.match_loss == "infonce":
+                losses["clean_match"] = weighted_info_nce(
+                    images[clean] @ texts[clean].t(), labels[clean],
+                    ids[:, None] == ids[None, :], self.warmup_temperature)
+            else:
+                losses["clean_match"] = soft_margin_triplet(
+                    images[clean] @ texts[clean].t(), ids, labels[clean], margin=self.margin)
             losses["pseudo_class"] = self._pseudo_class_loss(image_probs[clean],
                                                              text_probs[clean])
         replaced = refinable | (ambiguous & self.ambiguous_replacement)
@@ -563,6 +589,10 @@ class PseudoLabelRefinement:
         exclude = (torch.eye(len(images), dtype=torch.bool, device=images.device)
                    | (source[:, None] == source[None, :])
                    | (image_ids[:, None] == image_ids[None, :]))
+        if self.match_loss == "infonce":
+            exclude = exclude | (image_ids[:, None] == clean_image_ids[chosen][None, :])
+            return weighted_info_nce(images @ texts.t(), labels, exclude,
+                                     self.warmup_temperature)
         return soft_margin_triplet(images @ texts.t(), image_ids, labels,
                                    clean_image_ids[chosen], margin=self.margin, exclude=exclude)
 
@@ -649,6 +679,10 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
         and 40 of 50).
     inference : {"ensemble", "A", "B"}, default="ensemble"
         Score with both networks (mean score) or one.
+    match_loss : {"hinge", "infonce"}, default="hinge"
+        Matching loss of the clean and refined pairs: the soft-margin hinge with hardest
+        negatives (the paper's), or InfoNCE at ``warmup_temperature`` with each pair weighted
+        by its soft label (ours; CLIP's own objective).
 
     Notes
     -----
@@ -692,7 +726,7 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
                  ambiguous_replacement: bool = True, warmup_pc_loss: bool = False,
                  split_batch_size: int = 128, warmup_fraction: float = 1 / 11,
                  stage_fractions: tuple[float, float] | list[float] = (0.5, 0.8),
-                 inference: str = "ensemble") -> None:
+                 inference: str = "ensemble", match_loss: str = "hinge") -> None:
         super().__init__(backbone)
         self.backbone_b = copy.deepcopy(backbone)
         self._setup_refinement(
@@ -702,7 +736,7 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
             refine_min_similarity=refine_min_similarity,
             ambiguous_replacement=ambiguous_replacement, warmup_pc_loss=warmup_pc_loss,
             split_batch_size=split_batch_size, warmup_fraction=warmup_fraction,
-            stage_fractions=stage_fractions, inference=inference)
+            stage_fractions=stage_fractions, inference=inference, match_loss=match_loss)
 
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""

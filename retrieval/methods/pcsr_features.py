@@ -64,7 +64,7 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
                  ambiguous_replacement: bool = True, warmup_pc_loss: bool = False,
                  split_batch_size: int = 128, warmup_fraction: float = 1 / 11,
                  stage_fractions: tuple[float, float] | list[float] = (0.5, 0.8),
-                 inference: str = "ensemble") -> None:
+                 inference: str = "ensemble", match_loss: str = "hinge") -> None:
         super().__init__(space)
         if adapter_init_std < 0:
             raise ValueError(f"adapter_init_std must be >= 0, got {adapter_init_std}")
@@ -85,7 +85,7 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
             refine_min_similarity=refine_min_similarity,
             ambiguous_replacement=ambiguous_replacement, warmup_pc_loss=warmup_pc_loss,
             split_batch_size=split_batch_size, warmup_fraction=warmup_fraction,
-            stage_fractions=stage_fractions, inference=inference)
+            stage_fractions=stage_fractions, inference=inference, match_loss=match_loss)
 
     def get_config(self) -> dict[str, Any]:
         return {"adapter_init_std": self.adapter_init_std, "hidden": self.hidden,

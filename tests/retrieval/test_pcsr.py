@@ -329,3 +329,39 @@ def test_split_is_made_once_and_shared_under_two_gloo_processes(synthetic,
     for a, b in zip(history_one, history_two):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3, abs=1e-3)
         assert b.get("pcsr_A_clean") == a.get("pcsr_A_clean")
+
+
+def test_weighted_info_nce_and_the_infonce_match_option():
+    from retrieval.losses import info_nce
+    from retrieval.methods.pcsr import weighted_info_nce
+
+    torch.manual_seed(0)
+    scores = torch.randn(6, 6)
+    ids = torch.tensor([0, 0, 1, 2, 3, 4])
+    same = ids[:, None] == ids[None, :]
+    # Unit weights: the usual InfoNCE with same-image masking.
+    torch.testing.assert_close(weighted_info_nce(scores, torch.ones(6), same, 0.1),
+                               info_nce(scores, ids, temperature=0.1))
+    # Zero weight removes a pair; all zero gives 0.
+    weights = torch.tensor([1.0, 1, 1, 1, 1, 0])
+    assert weighted_info_nce(scores, torch.zeros(6), same, 0.1) == 0
+    assert weighted_info_nce(scores, weights, same, 0.1) != weighted_info_nce(
+        scores, torch.ones(6), same, 0.1)
+    method = adapters(match_loss="infonce")
+    assert method.get_config()["match_loss"] == "infonce"
+    with pytest.raises(ValueError, match="match_loss"):
+        adapters(match_loss="l2")
+    train = planted_features(60, 2, "train", noise=0.4)
+    method._reset_pair_state(train.n_captions)
+    method.phase_now = ("cotrain", 3)
+    codes = torch.full((train.n_captions,), CLEAN, dtype=torch.int8)
+    codes[40:52], codes[52:64] = REFINABLE, AMBIGUOUS
+    for n in range(2):
+        method.subsets[n] = codes
+    batch = {"image": torch.from_numpy(train.img_pooled[train.txt_img[:64]]),
+             "text": torch.from_numpy(train.txt_pooled[:64]),
+             "image_index": torch.from_numpy(train.txt_img[:64]),
+             "caption_index": torch.arange(64)}
+    losses = method.training_step(batch, lambda t: t)
+    assert torch.isfinite(losses["loss"]) and float(losses["clean_match_A"]) > 0
+    assert float(losses["refined_match_A"]) >= 0
