@@ -39,12 +39,33 @@ demo: $(STAMP)
 		--lr 1e-4 --method-config '{"n_prompts": 8}' --restart --quiet
 	$(RETRIEVAL) evaluate --run demo_output/d2s_run --data-root $(SYNTHETIC) --quiet \
 		--json demo_output/retrieval_d2s.json
+	$(RETRIEVAL) train --method dcar --model tiny-vit-64 --pretrained demo_output/contrastive_run \
+		--data-root $(SYNTHETIC) --output demo_output/dcar_run --epochs 2 --batch-size 64 \
+		--restart --quiet
+	$(RETRIEVAL) evaluate --run demo_output/dcar_run --data-root $(SYNTHETIC) --quiet \
+		--json demo_output/retrieval_dcar.json
+	# Noisy correspondence: 40 % of the training captions shuffled; the baseline and PCSR
+	# train on the same noisy pairs from the same random start, and are tested on clean pairs.
+	$(RETRIEVAL) train --method contrastive --model tiny-vit-64 --data-root $(SYNTHETIC) \
+		--noise-ratio 0.4 --output demo_output/noisy_contrastive_run --epochs 5 --batch-size 64 \
+		--lr 5e-4 --restart --quiet
+	$(RETRIEVAL) evaluate --run demo_output/noisy_contrastive_run --data-root $(SYNTHETIC) \
+		--quiet --json demo_output/retrieval_noisy_contrastive.json
+	$(RETRIEVAL) train --method pcsr --model tiny-vit-64 --data-root $(SYNTHETIC) \
+		--noise-ratio 0.4 --output demo_output/pcsr_run --epochs 5 --batch-size 64 \
+		--lr 5e-4 --restart --quiet
+	$(RETRIEVAL) evaluate --run demo_output/pcsr_run --data-root $(SYNTHETIC) --quiet \
+		--json demo_output/retrieval_pcsr.json
 	MPLBACKEND=Agg $(PY) examples/retrieval_synthetic_plot.py \
 		--zero-shot demo_output/retrieval_zero_shot.json \
 		--fine-tuned demo_output/retrieval_fine_tuned.json \
 		--run demo_output/contrastive_run \
 		--method avse demo_output/retrieval_avse.json demo_output/avse_run \
 		--method d2s demo_output/retrieval_d2s.json demo_output/d2s_run \
+		--method dcar demo_output/retrieval_dcar.json demo_output/dcar_run \
+		--method "contrastive, 40% noise" demo_output/retrieval_noisy_contrastive.json \
+			demo_output/noisy_contrastive_run \
+		--method "pcsr, 40% noise" demo_output/retrieval_pcsr.json demo_output/pcsr_run \
 		--output demo_output/retrieval.png
 
 test: $(STAMP)

@@ -75,6 +75,9 @@ ROWS = {
     # Ablation: the clean and refined pairs trained with soft-label-weighted InfoNCE instead
     # of the paper's soft-margin hinge (the loss CLIP was trained with).
     "pcsr (InfoNCE match)": ("pcsr", 2e-4, {"match_loss": "infonce"}),
+    # Ablation: without the entropy term (lambda_en = 0), whose sign raises the per-sample
+    # entropy of the pseudo-classes and whose gradient reaches the towers.
+    "pcsr (no entropy term)": ("pcsr", 2e-4, {"entropy_weight": 0.0}),
 }
 KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 
@@ -245,7 +248,7 @@ def report(results: Path = JSONL) -> None:
              "* Cells: mean ± std over seeds (sample std); test rSum out of 600; selection on the "
              "clean validation split.", ""]
     clean_baseline = [r["rsum"] for r in by.get(("contrastive", 0.0), [])]
-    for variant in ("pcsr", "pcsr (InfoNCE match)"):
+    for variant in ("pcsr", "pcsr (InfoNCE match)", "pcsr (no entropy term)"):
         if not any(key[0] == variant for key in by):
             continue
         lines += _pcsr_section(by, variant, clean_baseline)
@@ -278,7 +281,8 @@ def report(results: Path = JSONL) -> None:
     lines += ["", "![rSum against noise](retrieval_noise.png)", ""]
     (RESULTS / "retrieval_noise.md").write_text("\n".join(lines))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for row, style in (("contrastive", "o--"), ("pcsr", "s-"), ("pcsr (InfoNCE match)", "^-")):
+    for row, style in (("contrastive", "o--"), ("pcsr", "s-"), ("pcsr (InfoNCE match)", "^-"),
+                       ("pcsr (no entropy term)", "v:")):
         xs = [n for n in NOISE if by.get((row, n))]
         means = [np.mean([r["rsum"] for r in by[(row, n)]]) for n in xs]
         stds = [np.std([r["rsum"] for r in by[(row, n)]]) for n in xs]

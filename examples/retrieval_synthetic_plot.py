@@ -41,7 +41,7 @@ def main() -> None:
     for name, metrics, run in args.method:
         results.append((name, json.loads(Path(metrics).read_text()), Path(run)))
 
-    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax_bar, ax_curve, ax_twin) = plt.subplots(1, 3, figsize=(18, 4.5))
     x = range(len(RECALLS))
     width = 0.8 / len(results)
     for position, (name, metrics, _) in enumerate(results):
@@ -65,13 +65,28 @@ def main() -> None:
     ax_curve.set_ylabel("validation rSum")
     ax_curve.legend(fontsize=8)
     ax_curve.set_title("Training (selection on validation rSum)")
+    # Swapped-twin accuracy: the true caption must score strictly above captions with one
+    # colour (attribute) or one shape (category) changed.
+    with_twins = [(name, metrics) for name, metrics, _ in results if "twin_acc_attribute" in metrics]
+    for column, kind in enumerate(("attribute", "category")):
+        ax_twin.bar([i + (column - 0.5) * 0.4 for i in range(len(with_twins))],
+                    [metrics[f"twin_acc_{kind}"] for _, metrics in with_twins], width=0.4,
+                    label=f"{kind} twins")
+    ax_twin.set_xticks(range(len(with_twins)), [name for name, _ in with_twins], rotation=30,
+                       ha="right", fontsize=8)
+    ax_twin.set_ylabel("swapped-twin accuracy (%)")
+    ax_twin.set_title("Fine-grained: true caption beats its swapped twins")
+    ax_twin.legend(fontsize=8)
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=120)
-    print(f"{'':12s}" + "".join(f"{k:>9s}" for k in RECALLS) + f"{'rSum':>9s}")
+    print(f"{'':24s}" + "".join(f"{k:>9s}" for k in RECALLS) + f"{'rSum':>9s}"
+          + f"{'twin att':>10s}{'twin cat':>10s}")
     for name, metrics, _ in results:
-        print(f"{name:12s}" + "".join(f"{metrics[k]:9.1f}" for k in RECALLS)
-              + f"{metrics['rsum']:9.1f}")
+        print(f"{name:24s}" + "".join(f"{metrics[k]:9.1f}" for k in RECALLS)
+              + f"{metrics['rsum']:9.1f}"
+              + "".join(f"{metrics.get(f'twin_acc_{kind}', float('nan')):10.1f}"
+                        for kind in ("attribute", "category")))
     print(f"plot saved to {args.output}")
 
 
