@@ -79,6 +79,13 @@ ROWS = {
     # entropy of the pseudo-classes and whose gradient reaches the towers.
     "pcsr (no entropy term)": ("pcsr", 2e-4, {"entropy_weight": 0.0}),
 }
+#: DCAR rows (from the seed's clean contrastive run): method settings.
+DCAR_ROWS = {
+    "dcar": {},
+    # Ablations: prompts in the first layer only; no dynamic token weights.
+    "dcar (prompt depth 1)": {"prompt_depth": 1},
+    "dcar (no token weights)": {"token_weighting": "none"},
+}
 KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 
 
@@ -142,13 +149,15 @@ def run(args: argparse.Namespace) -> None:
                                      twins=noise == 0), JSONL)
                 print(f"[{datetime.datetime.now():%H:%M:%S}] {row} noise {noise} seed {seed}: "
                       f"rSum {trainer.best_rsum_:.1f} (val) in {seconds:.0f}s", flush=True)
-        if ("dcar", seed, 0.0) not in done and args.dcar:
+        for row in args.dcar_rows if args.dcar else []:
+            if (row, seed, 0.0) in done:
+                continue
             clean_run = work / f"contrastive_0.0_{seed}"
             torch.manual_seed(seed)
-            method = build_method("dcar", MODEL, clean_run)
+            method = build_method("dcar", MODEL, clean_run, method_config=DCAR_ROWS[row])
             trainer, seconds = _train(method, _config(args.epochs, 1e-5, 2e-3, seed),
-                                      work / f"dcar_{seed}", train, val)
-            append_jsonl(_record("dcar", seed, 0.0, method, test, trainer, seconds, twins=True),
+                                      work / f"{row.replace(' ', '_')}_{seed}", train, val)
+            append_jsonl(_record(row, seed, 0.0, method, test, trainer, seconds, twins=True),
                          JSONL)
         if args.adapter and ("pcsr (adapter)", seed, 0.4) not in done:
             features = work / f"features_{seed}"
@@ -272,7 +281,9 @@ def report(results: Path = JSONL) -> None:
               "| row | test rSum | attribute twins | category twins | seeds |",
               "|---|---|---|---|---|"]
     for row, label in (("start (zero-shot)", "zero-shot (the start CLIP)"),
-                       ("contrastive", "contrastive fine-tune (DCAR's start)"), ("dcar", "DCAR")):
+                       ("contrastive", "contrastive fine-tune (DCAR's start)"), ("dcar", "DCAR"),
+                       ("dcar (prompt depth 1)", "DCAR, prompts in layer 1 only"),
+                       ("dcar (no token weights)", "DCAR, no token weights")):
         rows = by.get((row, 0.0), [])
         if rows:
             lines.append(f"| {label} | {_ms([r['rsum'] for r in rows])} | "
@@ -305,6 +316,8 @@ def main(argv=None) -> None:
     parser.add_argument("--noise", default="0.4,0.6,0,0.2,0.8")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rows", default=";".join(ROWS), help="';'-separated noise rows")
+    parser.add_argument("--dcar-rows", default=";".join(DCAR_ROWS),
+                        help="';'-separated DCAR rows")
     parser.add_argument("--no-dcar", dest="dcar", action="store_false")
     parser.add_argument("--no-adapter", dest="adapter", action="store_false")
     parser.add_argument("--work", default="/tmp/mvlp_retrieval_noise")
@@ -313,6 +326,10 @@ def main(argv=None) -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.noise = [float(n) for n in args.noise.split(",")]
     args.rows = [row for row in args.rows.split(";") if row]
+    args.dcar_rows = [row for row in args.dcar_rows.split(";") if row]
+    unknown_dcar = [row for row in args.dcar_rows if row not in DCAR_ROWS]
+    if unknown_dcar:
+        parser.error(f"unknown DCAR rows {unknown_dcar}; known: {list(DCAR_ROWS)}")
     unknown = [row for row in args.rows if row not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")

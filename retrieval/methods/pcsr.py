@@ -65,6 +65,16 @@ __all__ = ["PseudoClassifier", "PcsrSchedule", "pcsr_schedule", "per_sample_hing
            "PseudoLabelConsistencyRefinement"]
 
 NETWORKS = ("A", "B")
+#: The settings of :meth:`PseudoLabelRefinement._setup_refinement`, shared by both forms.
+REFINEMENT_SETTINGS = ("margin", "warmup_temperature", "n_pseudo_classes", "classifier_hidden",
+                       "entropy_weight", "gce_q", "refine_min_similarity",
+                       "ambiguous_replacement", "warmup_pc_loss", "split_batch_size",
+                       "warmup_fraction", "stage_fractions", "inference", "match_loss")
+
+
+def refinement_settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The refinement settings among a constructor's arguments (``locals()``)."""
+    return {name: arguments[name] for name in REFINEMENT_SETTINGS}
 # Subset codes of the per-pair tables.
 CLEAN, REFINABLE, AMBIGUOUS = 0, 1, 2
 
@@ -729,14 +739,7 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
                  inference: str = "ensemble", match_loss: str = "hinge") -> None:
         super().__init__(backbone)
         self.backbone_b = copy.deepcopy(backbone)
-        self._setup_refinement(
-            backbone.embed_dim, margin=margin, warmup_temperature=warmup_temperature,
-            n_pseudo_classes=n_pseudo_classes, classifier_hidden=classifier_hidden,
-            entropy_weight=entropy_weight, gce_q=gce_q,
-            refine_min_similarity=refine_min_similarity,
-            ambiguous_replacement=ambiguous_replacement, warmup_pc_loss=warmup_pc_loss,
-            split_batch_size=split_batch_size, warmup_fraction=warmup_fraction,
-            stage_fractions=stage_fractions, inference=inference, match_loss=match_loss)
+        self._setup_refinement(backbone.embed_dim, **refinement_settings(locals()))
 
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""

@@ -19,7 +19,7 @@ from torch import nn
 from retrieval.methods.base import EpochContext, GatherFn
 from retrieval.methods.features import FeatureMethod, FeatureSpace, ResidualAdapter, \
     register_feature_method
-from retrieval.methods.pcsr import NETWORKS, PseudoLabelRefinement
+from retrieval.methods.pcsr import NETWORKS, PseudoLabelRefinement, refinement_settings
 
 __all__ = ["PseudoLabelRefinementAdapters"]
 
@@ -78,14 +78,7 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
                 if adapter_init_std:
                     nn.init.normal_(adapter.down.weight, std=adapter_init_std)
                 adapters.append(adapter)
-        self._setup_refinement(
-            space.d, margin=margin, warmup_temperature=warmup_temperature,
-            n_pseudo_classes=n_pseudo_classes, classifier_hidden=classifier_hidden,
-            entropy_weight=entropy_weight, gce_q=gce_q,
-            refine_min_similarity=refine_min_similarity,
-            ambiguous_replacement=ambiguous_replacement, warmup_pc_loss=warmup_pc_loss,
-            split_batch_size=split_batch_size, warmup_fraction=warmup_fraction,
-            stage_fractions=stage_fractions, inference=inference, match_loss=match_loss)
+        self._setup_refinement(space.d, **refinement_settings(locals()))
 
     def get_config(self) -> dict[str, Any]:
         return {"adapter_init_std": self.adapter_init_std, "hidden": self.hidden,
