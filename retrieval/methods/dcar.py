@@ -179,7 +179,10 @@ class DualPromptCategoryReweighting(RetrievalMethod):
     -----
     DCAR released no training code: every default above is our CLIP adaptation of the paper's
     figures (spec 5.4). The trainer's AdamW replaces MaPLe's SGD (``--lr-new`` default 2e-3
-    for this method; the towers are frozen, ``--lr`` is unused). Prompt tokens shorten the
+    for this method; the towers are frozen, ``--lr`` is unused) and its linear warm-up the one
+    epoch at a constant 1e-5; ``--epochs`` is the whole budget (spec: 5). The running mean
+    image of the test-time weights is kept per process; under DDP the main process's (a
+    quarter of the batches with 4 processes) is saved. Prompt tokens shorten the
     caption context by ``n_prompts``: longer captions are cut, their end token kept.
     Token weighting ``"frozen"`` and pairwise ``"rerank"`` test weights of the spec are not
     implemented.
