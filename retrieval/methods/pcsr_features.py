@@ -64,7 +64,7 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
                  ambiguous_replacement: bool = True, warmup_pc_loss: bool = False,
                  split_batch_size: int = 128, warmup_fraction: float = 1 / 11,
                  stage_fractions: tuple[float, float] | list[float] = (0.5, 0.8),
-                 inference: str = "ensemble", match_loss: str = "hinge") -> None:
+                 inference: str = "ensemble", match_loss: str = "infonce") -> None:
         super().__init__(space)
         if adapter_init_std < 0:
             raise ValueError(f"adapter_init_std must be >= 0, got {adapter_init_std}")
