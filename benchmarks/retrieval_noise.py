@@ -247,7 +247,7 @@ def _pcsr_section(by: dict, variant: str, clean_baseline: list) -> list[str]:
             if p:
                 cells.append(f"{100 * np.mean(p):.0f}/{100 * np.mean(q):.0f}")
         lines.append(f"* {noise:.0%}: " + ", ".join(cells))
-    return lines
+    return lines + [""]
 
 
 def report(results: Path = JSONL) -> None:
