@@ -14,6 +14,7 @@ Protocol (offline, CPU; spec 3, 5.3, 5.4 and the issue's benchmark section):
   ``pcsr`` (finetune mode, heads at 2e-4; its budget covers warm-up and co-training) at noise
   0/20/40/60/80 %. PCSR's clean-subset precision and recall per epoch come from its run
   history (the trainer scores the split against the true noise; training never reads it).
+  PCSR is scored with both networks (its default) and with each network alone.
 * Adapter mode: features of the target encoded by the seed's start; ``pcsr`` feature form and the
   ``contrastive`` feature form at 40 % noise, 11 epochs (heads at 1e-3): time per epoch against
   ``finetune`` and the test rSum.
@@ -107,6 +108,20 @@ def _train(method, config, run_dir, train, val) -> tuple[Trainer, float]:
     return trainer, time.perf_counter() - started
 
 
+def single_network_rsums(method, test) -> dict:
+    """PCSR's networks A and B scored alone (``rsum_A``, ``rsum_B``); empty for others."""
+    if getattr(method, "inference", None) != "ensemble":
+        return {}
+    result = {}
+    try:
+        for network in ("A", "B"):
+            method.inference = network
+            result[f"rsum_{network}"] = float(method.evaluate_split(test, verbose=False)["rsum"])
+    finally:
+        method.inference = "ensemble"
+    return result
+
+
 def _record(row: str, seed: int, noise: float, method, test, trainer=None, seconds=None,
             twins: bool = False) -> dict:
     metrics = method.evaluate_split(test, verbose=False)
@@ -115,6 +130,7 @@ def _record(row: str, seed: int, noise: float, method, test, trainer=None, secon
               "date": datetime.datetime.now().isoformat(timespec="seconds")}
     if twins:
         record.update(twin_accuracy(method, test))
+    record.update(single_network_rsums(method, test))
     if trainer is not None:
         record["best_epoch"] = trainer.best_epoch_ + 1
         record["history"] = [{k: v for k, v in h.items() if k.startswith(("pcsr_", "train_time",
@@ -196,9 +212,10 @@ def _ms(values) -> str:
 def _pcsr_section(by: dict, variant: str, clean_baseline: list) -> list[str]:
     """The table, the aims and the split quality of one PCSR variant against the baseline."""
     lines = [f"## `{variant}` against the contrastive fine-tune on the same noisy data", "",
-             "| noise | contrastive rSum | PCSR rSum | PCSR − contrastive | seeds | PCSR clean "
-             "precision (last epoch) | recall | contrastive s/epoch | PCSR s/epoch |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| noise | contrastive rSum | PCSR rSum | network A / B alone | PCSR − contrastive "
+             "| seeds | PCSR clean precision (last epoch) | recall | contrastive s/epoch | "
+             "PCSR s/epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     aims = []
     for noise in NOISE:
         base, pcsr = by.get(("contrastive", noise), []), by.get((variant, noise), [])
@@ -216,7 +233,9 @@ def _pcsr_section(by: dict, variant: str, clean_baseline: list) -> list[str]:
                     if r.get("history")]
 
         lines.append(f"| {noise:.0%} | {_ms([r['rsum'] for r in base])} | "
-                     f"{_ms([r['rsum'] for r in pcsr])} | {_ms(diffs)} | {len(pcsr)} | "
+                     f"{_ms([r['rsum'] for r in pcsr])} | "
+                     f"{_ms([r.get('rsum_A') for r in pcsr])} / "
+                     f"{_ms([r.get('rsum_B') for r in pcsr])} | {_ms(diffs)} | {len(pcsr)} | "
                      f"{_ms([100 * p for p in precision])} | {_ms([100 * p for p in recall])} | "
                      f"{_ms(per_epoch(base))} | {_ms(per_epoch(pcsr))} |")
         if noise in (0.4, 0.6) and pcsr and clean_baseline:
