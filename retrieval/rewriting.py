@@ -65,6 +65,21 @@ def _word_pattern(words: Sequence[str]) -> re.Pattern:
     return re.compile(rf"\b({alternatives})\b", re.IGNORECASE)
 
 
+def _draw_distinct(draw, count: int, exclude: str | None = None) -> list[str]:
+    """Up to ``count`` distinct results of ``draw()`` (``None`` stops: nothing to swap), with
+    a few tries per slot, since random swaps may repeat."""
+    found: list[str] = []
+    for _ in range(4 * count):
+        if len(found) == count:
+            break
+        twin = draw()
+        if twin is None:
+            break
+        if twin != exclude and twin not in found:
+            found.append(twin)
+    return found
+
+
 def _match_case(replacement: str, original: str) -> str:
     return replacement.capitalize() if original[:1].isupper() else replacement
 
@@ -138,19 +153,8 @@ class CaptionRewriter:
         """Up to ``counts[kind]`` distinct swapped twins of each kind (fewer when the caption
         offers fewer; an empty list flags a caption with nothing to swap)."""
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        result: dict[str, list[str]] = {}
-        for kind, count in counts.items():
-            found: list[str] = []
-            for _ in range(4 * count):
-                if len(found) == count:
-                    break
-                twin = self.swap(caption, kind, rng)
-                if twin is None:
-                    break
-                if twin != caption and twin not in found:
-                    found.append(twin)
-            result[kind] = found
-        return result
+        return {kind: _draw_distinct(lambda: self.swap(caption, kind, rng), count, caption)
+                for kind, count in counts.items()}
 
 
 def positive_from_objects(objects: Sequence[dict[str, Any]]) -> str:
@@ -174,12 +178,6 @@ def twins_from_objects(objects: Sequence[dict[str, Any]], counts: dict[str, int]
     for kind, count in counts.items():
         if kind not in TWIN_KINDS:
             raise ValueError(f"kind must be one of {TWIN_KINDS}, got {kind!r}")
-        found: list[str] = []
-        for _ in range(4 * count):
-            if len(found) == count or not objects:
-                break
-            twin = swap_caption(objects, kind, rng)
-            if twin not in found:
-                found.append(twin)
-        result[kind] = found
+        result[kind] = _draw_distinct(lambda: swap_caption(objects, kind, rng), count) \
+            if objects else []
     return result

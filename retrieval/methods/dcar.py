@@ -354,17 +354,18 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         return F.normalize(self.prompted_image(blank).float(), dim=-1)[0]
 
     @torch.no_grad()
-    def token_weights(self, token_ids: torch.Tensor, image_embeddings: torch.Tensor
-                      ) -> torch.Tensor:
+    def token_weights(self, token_ids: torch.Tensor, image_embeddings: torch.Tensor,
+                      blank: torch.Tensor | None = None) -> torch.Tensor:
         """Dynamic word-token weights ``(B, L)``.
 
         ``w_j = min(max_weight, a_j / mean_k a_k)`` over the caption's word tokens with
         ``a_j = |<e_j, v(I)> - <e_j, v(blank)>|`` and ``e_j`` the normalised projected state
-        of token ``j``; the start token, the end token and padding keep weight 1.
+        of token ``j``; the start token, the end token and padding keep weight 1. ``blank``:
+        :meth:`blank_image_embedding`, when the caller already has it.
         """
         _, tokens, eot = self.prompted_text(token_ids)
         tokens = F.normalize(tokens.float(), dim=-1)
-        blank = self.blank_image_embedding()
+        blank = self.blank_image_embedding() if blank is None else blank
         image_embeddings = F.normalize(image_embeddings.float(), dim=-1)
         change = ((tokens @ image_embeddings.unsqueeze(-1)).squeeze(-1)
                   - tokens @ blank).abs()
@@ -375,11 +376,11 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         weights = (change / mean.clamp(min=1e-8)).clamp(max=self.max_token_weight)
         return torch.where(words, weights, torch.ones_like(weights))
 
-    def _text_embedding(self, token_ids: torch.Tensor,
-                        weight_images: torch.Tensor | None) -> torch.Tensor:
+    def _text_embedding(self, token_ids: torch.Tensor, weight_images: torch.Tensor | None,
+                        blank: torch.Tensor | None = None) -> torch.Tensor:
         weights = None
         if self.token_weighting == "dynamic" and weight_images is not None:
-            weights = self.token_weights(token_ids, weight_images)
+            weights = self.token_weights(token_ids, weight_images, blank)
         pooled, _, _ = self.prompted_text(token_ids, weights)
         return self.adapter(F.normalize(pooled.float(), dim=-1))
 
@@ -433,7 +434,9 @@ class DualPromptCategoryReweighting(RetrievalMethod):
             self.image_sum += images.detach().double().sum(dim=0)
             self.image_count += images.shape[0]
         weight_source = images.detach()
-        texts = self._text_embedding(batch["text"], weight_source)
+        # The blank image's embedding serves the captions and all their twins of this step.
+        blank = self.blank_image_embedding() if self.token_weighting == "dynamic" else None
+        texts = self._text_embedding(batch["text"], weight_source, blank)
         temperature = self._temperature()
         all_images, all_texts = gather(images), gather(texts)
         contrastive = info_nce(all_images @ all_texts.t(), gather(batch["image_index"]),
@@ -442,7 +445,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         size, per_image, length = cate_text.shape
         repeated = weight_source[:, None, :].expand(-1, per_image, -1).reshape(-1,
                                                                                images.shape[1])
-        candidates = self._text_embedding(cate_text.reshape(-1, length), repeated
+        candidates = self._text_embedding(cate_text.reshape(-1, length), repeated, blank
                                           ).reshape(size, per_image, -1)
         logits = (images[:, None, :] * candidates).sum(dim=-1) / temperature
         weights = 1.0 + self.category_weight * batch["cate_same_category"].float()

@@ -263,3 +263,12 @@ def test_a_few_steps_lower_both_losses_and_the_run_reloads(fine_tuned_clip, synt
                      str(out), "--quiet"]) == 0
     metrics = json.loads(out.read_text())
     assert {"twin_acc_attribute", "twin_acc_category", "rsum"} <= set(metrics)
+
+
+def test_bad_settings_are_clear_errors():
+    for config, message in (({"token_weighting": "static"}, "token_weighting"),
+                            ({"test_token_weights": "rerank"}, "test_token_weights"),
+                            ({"n_prompts": 0}, "n_prompts"), ({"prompt_depth": 0}, "prompt_depth"),
+                            ({"temperature": -1.0}, "temperature")):
+        with pytest.raises(ValueError, match=message):
+            build_method("dcar", MODEL, method_config=config)

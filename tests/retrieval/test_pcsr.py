@@ -172,7 +172,6 @@ def test_training_never_reads_the_true_noise_labels(noisy_run, tmp_path):
 def test_losses_fall_over_a_few_steps():
     train = planted_features(60, 2, "train", noise=0.4)
     method = adapters()
-    method.on_epoch_start  # the warm-up phase is the default before any epoch hook
     optimiser = torch.optim.Adam(method.parameters(), lr=1e-3)
     batch_rows = torch.arange(64)
     batch = {"image": torch.from_numpy(train.img_pooled[train.txt_img[:64]]),
@@ -365,3 +364,16 @@ def test_weighted_info_nce_and_the_infonce_match_option():
     losses = method.training_step(batch, lambda t: t)
     assert torch.isfinite(losses["loss"]) and float(losses["clean_match_A"]) > 0
     assert float(losses["refined_match_A"]) >= 0
+
+
+def test_bad_settings_are_clear_errors():
+    for config, message in (({"inference": "C"}, "inference"), ({"gce_q": 0.0}, "gce_q"),
+                            ({"warmup_temperature": 0.0}, "warmup_temperature"),
+                            ({"n_pseudo_classes": 1}, "n_pseudo_classes"),
+                            ({"split_batch_size": 1}, "split_batch_size"),
+                            ({"warmup_fraction": 1.0}, "warmup_fraction"),
+                            ({"stage_fractions": [0.9, 0.5]}, "stage_fractions")):
+        with pytest.raises(ValueError, match=message):
+            adapters(**config)
+    with pytest.raises(ValueError, match="inference"):
+        build_method("pcsr", MODEL, method_config={"inference": "C"})
