@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from retrieval import evaluation as ev
+from retrieval import metrics as metrics_module
+from retrieval.rerank import DEFAULT_SCORE_TIE_TOL
 from retrieval.evaluation import (
     build_index,
     coco_1k_metrics,
@@ -41,7 +43,9 @@ ALL_KEYS = RECALL_KEYS + ["i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr"]
 # ------------------------------------------------------------------------------------------------
 # Brute-force reference: full score matrix, explicit loops, nothing shared with the library.
 # ------------------------------------------------------------------------------------------------
-def reference_metrics(images, texts, ids, ks=(1, 5, 10)):
+def reference_metrics(images, texts, ids, ks=(1, 5, 10), tol=None):
+    # Scores closer than the float32 rounding bound tie (retrieval_metrics' documented rule).
+    tol = ev.tie_tolerance(np.shape(images)[1]) if tol is None else tol
     v = np.asarray(images, dtype=np.float32)
     t = np.asarray(texts, dtype=np.float32)
     v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
@@ -51,11 +55,11 @@ def reference_metrics(images, texts, ids, ks=(1, 5, 10)):
     r_i2t = []
     for i in range(n_i):
         best = max(s[i, c] for c in range(n_t) if ids[c] == i)
-        r_i2t.append(sum(1 for c in range(n_t) if ids[c] != i and s[i, c] >= best))
+        r_i2t.append(sum(1 for c in range(n_t) if ids[c] != i and s[i, c] >= best - tol))
     r_t2i = []
     for c in range(n_t):
         pos = s[ids[c], c]
-        r_t2i.append(sum(1 for i in range(n_i) if i != ids[c] and s[i, c] >= pos))
+        r_t2i.append(sum(1 for i in range(n_i) if i != ids[c] and s[i, c] >= pos - tol))
     r_i2t, r_t2i = np.array(r_i2t), np.array(r_t2i)
     out = {}
     for name, r in (("i2t", r_i2t), ("t2i", r_t2i)):
@@ -120,7 +124,7 @@ def test_small_batches_and_blocks_give_the_same_result(monkeypatch):
     images, texts, ids = make_problem(rng, 30, 5)
     ref = retrieval_metrics(images, texts, ids)
     # Tiny query batches and matmul blocks exercise every block boundary.
-    monkeypatch.setattr(ev, "_MAX_BLOCK_ENTRIES", 37)
+    monkeypatch.setattr(metrics_module, "_MAX_BLOCK_ENTRIES", 37)
     got = retrieval_metrics(images, texts, ids, batch_size=7)
     assert_metrics_equal(got, ref)
 
@@ -294,16 +298,39 @@ def test_validation_errors():
             build_index(images, "flat", use_gpu=True)
 
 
-def test_module_does_not_import_torch():
-    tree = ast.parse(Path(ev.__file__).read_text())
+EVALUATION_MODULES = ["evaluation", "_inputs", "gpu_placement", "indices", "metrics", "rerank"]
+
+
+def _imported_roots(path):
+    tree = ast.parse(Path(path).read_text())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
+            names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    assert "torch" not in names
-    assert names <= {"__future__", "logging", "math", "time", "typing", "faiss", "numpy"}
+            names.add(node.module)
+    return names
+
+
+def test_evaluation_modules_do_not_import_torch():
+    folder = Path(ev.__file__).parent
+    for module in EVALUATION_MODULES:
+        names = _imported_roots(folder / f"{module}.py")
+        roots = {name.split(".")[0] for name in names}
+        assert "torch" not in roots, module
+        assert roots <= {"__future__", "logging", "math", "os", "time", "typing", "faiss",
+                         "numpy", "retrieval"}, module
+        # Within the package they only lean on each other, one way (no cycles).
+        assert {n for n in names if n.startswith("retrieval")} <= {
+            f"retrieval.{m}" for m in EVALUATION_MODULES}, module
+
+
+def test_evaluation_keeps_every_public_name():
+    from retrieval import indices, metrics, rerank
+
+    for module in (indices, metrics, rerank):
+        for name in module.__all__:
+            assert getattr(ev, name) is getattr(module, name), name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -441,8 +468,10 @@ def test_shortlist_recall_loss_exhaustive_reference_and_full_list():
     # Exhaustive reference = the brute-force metrics of the dense score matrix.
     s = score_fn(np.arange(40), np.arange(texts.shape[0]))
     n_i, n_t = s.shape
-    r_i2t = np.array([(s[i][ids != i] >= s[i][ids == i].max()).sum() for i in range(n_i)])
-    r_t2i = np.array([(np.delete(s[:, c], ids[c]) >= s[ids[c], c]).sum() for c in range(n_t)])
+    tol = DEFAULT_SCORE_TIE_TOL  # the documented tie rule of the model-score path
+    r_i2t = np.array([(s[i][ids != i] >= s[i][ids == i].max() - tol).sum() for i in range(n_i)])
+    r_t2i = np.array([(np.delete(s[:, c], ids[c]) >= s[ids[c], c] - tol).sum()
+                      for c in range(n_t)])
     for k in (1, 5, 10):
         assert out["exhaustive"][f"i2t_r{k}"] == pytest.approx(100 * np.mean(r_i2t < k))
         assert out["exhaustive"][f"t2i_r{k}"] == pytest.approx(100 * np.mean(r_t2i < k))
@@ -486,3 +515,105 @@ def test_shortlist_rerank_validates_rescore_shape():
     v = _unit(np.random.default_rng(20).normal(size=(5, 4)))
     with pytest.raises(ValueError, match="rescore_fn returned shape"):
         shortlist_rerank(v, v, 3, lambda q, c: np.zeros((len(q), 2)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Ties under float rounding
+# ------------------------------------------------------------------------------------------------
+def test_tie_tolerance_is_the_float32_dot_product_bound():
+    u = 2.0 ** -24
+    for d in (16, 64, 512, 1024):
+        assert ev.tie_tolerance(d) == pytest.approx(2 * (d + 2) * u / (1 - (d + 2) * u))
+    # Measured: the same unit-vector score computed by blocks of different shapes stays inside it.
+    rng = np.random.default_rng(0)
+    x = _unit(rng.normal(size=(300, 512)))
+    y = _unit(rng.normal(size=(301, 512)))
+    full = x @ y.T
+    for rows in (1, 7, 64):
+        for a in range(0, 300, rows):
+            assert np.abs(x[a:a + rows] @ y.T - full[a:a + rows]).max() <= ev.tie_tolerance(512)
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_rounding_level_gaps_tie_pessimistically(direction):
+    # A negative caption equal to the positive up to float rounding (one ulp-sized nudge, above
+    # or below) ties with it whichever side the rounding fell: the image's rank is 1, not 0.
+    rng = np.random.default_rng(8)
+    d = 64
+    images = _unit(rng.normal(size=(10, d)))
+    ids = np.arange(10)
+    texts = _unit(images + 0.03 * rng.normal(size=(10, d)))
+    # Move the copy of caption 0 towards (or away from) image 0 by about 1e-6 in score: far
+    # above float32 resolution, far below the tolerance (7.9e-6 at d = 64).
+    t0, v0 = texts[0].astype(np.float64), images[0].astype(np.float64)
+    towards = v0 - (v0 @ t0) * t0
+    twin = t0 + direction * 2e-6 * towards / np.linalg.norm(towards)
+    assert 2e-7 < abs(float(twin @ v0 / np.linalg.norm(twin) - t0 @ v0)) < 3e-6
+    texts = np.vstack([texts, twin.astype(np.float32)])
+    ids = np.append(ids, 1)  # the twin belongs to image 1: a negative for image 0
+    for batch_size in (1, 3, 4096):
+        m = retrieval_metrics(images, texts, ids, ks=(1, 2), batch_size=batch_size)
+        assert m["i2t_r1"] == pytest.approx(90.0)  # image 0 lost R@1 to the tie
+        assert m["i2t_r2"] == 100.0
+    exact = retrieval_metrics(images, texts, ids, ks=(1, 2), tie_tol=0.0)
+    # Without the tolerance the nudge alone decides.
+    assert exact["i2t_r1"] == (90.0 if direction > 0 else 100.0)
+
+
+def test_duplicated_captions_give_the_same_metrics_at_every_batch_size(monkeypatch):
+    # Captions copied across images (as COCO has): bit-identical embeddings scored in blocks of
+    # several shapes and by FAISS must always tie; the metrics may not depend on batch_size.
+    rng = np.random.default_rng(9)
+    images, texts, ids = make_problem(rng, 60, 5, d=512, noise=0.8)
+    copies = rng.choice(texts.shape[0], size=80, replace=False)
+    texts[copies[40:]] = texts[copies[:40]]
+    results = []
+    for batch_size, block in [(4096, 1 << 24), (1, 511), (7, 3001), (33, 1 << 12)]:
+        monkeypatch.setattr(metrics_module, "_MAX_BLOCK_ENTRIES", block)
+        results.append(retrieval_metrics(images, texts, ids, batch_size=batch_size))
+    for other in results[1:]:
+        assert_metrics_equal(other, results[0])
+    assert_metrics_equal(results[0], reference_metrics(images, texts, ids))
+
+
+def test_tie_tol_validated_and_rerank_ties():
+    images = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="tie_tol"):
+        retrieval_metrics(images, images, np.arange(3), tie_tol=-1.0)
+    # Image 0's negative caption scores 1e-7 below its positive: a tie by default (rank 1),
+    # a win with tie_tol=0 (rank 0).
+    i2t = (np.array([[0.5, 0.5 - 1e-7], [1.0, 0.0]]), np.array([[0, 1], [1, 0]]))
+    t2i = (np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[0, 1], [1, 0]]))
+    ids = np.array([0, 1])
+    assert rerank_metrics(i2t, t2i, ids, ks=(1,))["i2t_r1"] == 50.0
+    assert rerank_metrics(i2t, t2i, ids, ks=(1,), tie_tol=0.0)["i2t_r1"] == 100.0
+    with pytest.raises(ValueError, match="tie_tol"):
+        rerank_metrics(i2t, t2i, ids, ks=(1,), tie_tol=float("nan"))
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU placement
+# ------------------------------------------------------------------------------------------------
+def test_gpu_placement_keeps_each_rank_on_its_own_gpu(monkeypatch):
+    from retrieval import gpu_placement
+
+    monkeypatch.setattr(gpu_placement, "faiss_gpu_count", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert gpu_placement.resolve_faiss_gpus("auto") == [0, 1, 2, 3]
+    assert gpu_placement.resolve_faiss_gpus(False) == []
+    assert gpu_placement.resolve_faiss_gpus([1, 2]) == [1, 2]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert gpu_placement.resolve_faiss_gpus("auto") == [1]
+    assert gpu_placement.resolve_faiss_gpus(True) == [1]
+    monkeypatch.setenv("LOCAL_RANK", "5")  # fewer visible devices than local ranks: wraps
+    assert gpu_placement.resolve_faiss_gpus("auto") == [1]
+    with pytest.raises(ValueError, match="GPU 7"):
+        gpu_placement.resolve_faiss_gpus(7)
+    with pytest.raises(ValueError, match="use_gpu"):
+        gpu_placement.resolve_faiss_gpus("all")
+    monkeypatch.setattr(gpu_placement, "faiss_gpu_count", lambda: 0)
+    assert gpu_placement.resolve_faiss_gpus("auto") == []
+    with pytest.raises(RuntimeError, match="sees none"):
+        gpu_placement.resolve_faiss_gpus(0)
