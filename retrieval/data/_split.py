@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .dense import load_dense_captions
+
 __all__ = ["RetrievalSplit", "as_id_array", "check_images_exist"]
 
 
@@ -223,8 +225,6 @@ class RetrievalSplit:
             order.
         """
         if isinstance(source, (str, os.PathLike)):
-            from .folder import load_dense_captions
-
             texts = load_dense_captions(source, self)
         else:
             texts = list(source)

@@ -625,3 +625,40 @@ def test_pair_dataset_items(karpathy_root, synthetic_root):
     assert float(images[0]["image"].max()) <= 1.0
     texts = TextDataset(synth.captions, tokenizer)
     assert len(texts) == 30 and texts[3]["text"].shape == (16,) and texts[3]["index"] == 3
+
+
+def test_data_modules_import_one_way():
+    # Every relative import inside retrieval.data (function-level ones included, type-checking
+    # ones excluded) must form an acyclic graph: no two modules import each other.
+    import ast
+    from pathlib import Path
+
+    import retrieval.data as data_package
+
+    folder = Path(data_package.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        tree = ast.parse(path.read_text())
+        skipped = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+                skipped.update(id(child) for child in ast.walk(node))
+        graph[path.stem] = {node.module for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and node.level == 1
+                            and node.module and id(node) not in skipped}
+    state = {}
+
+    def visit(module, trail):
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", f"import cycle: {' -> '.join(trail + [module])}"
+        state[module] = "open"
+        for target in graph.get(module, ()):
+            visit(target, trail + [module])
+        state[module] = "done"
+
+    for module in graph:
+        visit(module, [])
+    assert "dense" in graph["_split"] and "_split" not in graph["dense"]
