@@ -5,15 +5,24 @@ of a :class:`~retrieval.data.RetrievalSplit`: AdamW with the two parameter group
 linear warm-up then cosine decay, gradient clipping, mixed precision on GPU, checkpoint
 save/resume, selection on the validation split only, seeding, logging and tqdm progress.
 
-Distributed data parallel runs through ``torchrun`` (``nccl`` on GPU, ``gloo`` on CPU). Each
-process encodes its share of the global batch; the method gathers the embeddings of all
-processes with a differentiable all-gather and computes the loss of the **global** batch, so
-the negatives are global (spec 6). Every process computes the same loss; the backward pass of
-the all-gather sums, into each local slice, the gradients of all processes' copies of that loss
-(``world_size`` times the single-process gradient), and parameters used outside the gather
-(CLIP's temperature, a method's extra terms) hold the single-process gradient on every rank.
-Averaging all gradients over the processes therefore gives exactly the gradient of one process
-on the whole batch, for every parameter.
+Distributed data parallel runs through ``torchrun`` (``nccl`` on GPU, ``gloo`` on CPU) with
+:class:`torch.nn.parallel.DistributedDataParallel`, whose bucketed gradient reduction overlaps
+the backward pass. Each process encodes its share of the global batch; the method gathers the
+embeddings of all processes with a differentiable all-gather and computes the loss of the
+**global** batch, so the negatives are global (spec 6). Every process computes the same loss;
+the backward pass of the all-gather sums, into each local slice, the gradients of all
+processes' copies of that loss (``world_size`` times the single-process gradient), and
+parameters used outside the gather (CLIP's temperature, a method's extra terms) hold the
+single-process gradient on every rank. DDP's average over the processes therefore gives
+exactly the gradient of one process on the whole batch, for every parameter; a parameter no
+process used in a step keeps no gradient, as in one process, so AdamW does not move it.
+
+The loop reads nothing back from the device between ``log_every`` steps (loss finiteness and
+the progress bar are checked there); the schedule counts optimiser updates, so a step the fp16
+gradient scaler skips does not advance it. Random augmentation is seeded per item and epoch
+(:class:`SeededItems`), so any number of processes or workers draws the same crops, and a run
+resumed from a mid-epoch checkpoint (``checkpoint_every``) ends with the weights of an
+uninterrupted one.
 
 A run folder holds ``config.json`` (model, method and training settings), ``checkpoint_last.pt``
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
@@ -45,6 +54,7 @@ import numpy as np
 import torch
 from torch import distributed as dist
 from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from retrieval.backbones import CheckpointError, ClipBackbone, create_backbone, encode_images, \
@@ -58,7 +68,10 @@ LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_WEIGHTS = "model_best.pt"
 HISTORY_FILE = "history.json"
 # Settings a resumed run may change without changing what is trained.
-_RESUME_MAY_CHANGE = {"epochs", "verbose", "num_workers", "eval_batch_size", "device", "extra"}
+# (Not ``epochs``: the schedule and the methods' stage boundaries are laid out over all epochs, so
+# another count would make the learning rate jump.)
+_RESUME_MAY_CHANGE = {"verbose", "num_workers", "eval_batch_size", "device", "extra", "log_every",
+                      "checkpoint_every"}
 
 
 @dataclass
@@ -87,8 +100,10 @@ class TrainConfig:
     seed : int, default=0
     device : str, default="auto"
         "auto" picks CUDA when available.
-    num_workers : int, default=0
-        DataLoader workers.
+    num_workers : int or None, default=None
+        DataLoader workers; None uses the CPUs this process may use, shared by the processes
+        of the node (at most 8 each). Augmentation draws the same random crops whatever the
+        number (each item is seeded by itself and the epoch).
     augment : bool, default=True
         Use the backbone's training transform (random resized crop) instead of the
         evaluation transform for training images.
@@ -101,6 +116,13 @@ class TrainConfig:
         Flickr30K uses all 1,014, the default).
     verbose : bool, default=True
         Progress bars.
+    log_every : int, default=50
+        Steps between the loop's host synchronisations: the check that losses are finite and
+        the progress bar's loss. Nothing else reads the device back during an epoch.
+    checkpoint_every : int or None, default=1000
+        Also write ``checkpoint_last.pt`` every this many optimiser steps inside an epoch, so
+        that a pre-empted COCO epoch (thousands of steps) resumes where it stopped, with the
+        same result as an uninterrupted run. None or 0: at epoch ends only.
     """
 
     epochs: int = 5
@@ -113,12 +135,14 @@ class TrainConfig:
     amp: str = "auto"
     seed: int = 0
     device: str = "auto"
-    num_workers: int = 0
+    num_workers: int | None = None
     augment: bool = True
     grad_checkpointing: bool = False
     eval_batch_size: int = 256
     val_max_images: int | None = None
     verbose: bool = True
+    log_every: int = 50
+    checkpoint_every: int | None = 1000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,6 +153,13 @@ class TrainConfig:
                              f"{self.batch_size}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 or None, got "
+                             f"{self.checkpoint_every}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 or None, got {self.num_workers}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
 
@@ -257,31 +288,133 @@ def correspondence_analysis(train_split: Any, epoch_log: dict[str, Any], name: s
     epoch_log[f"{name}_clean_recall"] = hits / max(1, int(truly_clean.sum()))
 
 
-def _average_gradients(module: torch.nn.Module, context: DistributedContext) -> None:
-    """Average gradients over processes (see the module docstring for why averaging is exact)."""
-    if not context.distributed:
-        return
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    # A parameter no process used in this step (D2S's decoder during stage 1) keeps no
-    # gradient, as in one process, so AdamW leaves it alone instead of decaying it.
-    used = torch.tensor([p.grad is not None for p in trainable], dtype=torch.float32,
-                        device=trainable[0].device if trainable else "cpu")
-    if trainable:
-        dist.all_reduce(used, op=dist.ReduceOp.MAX)
-    for parameter, any_grad in zip(trainable, used.tolist()):
-        if not any_grad:
-            continue
-        if parameter.grad is None:
-            parameter.grad = torch.zeros_like(parameter)
-        dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
-        parameter.grad.div_(context.world_size)
+class _TrainingStep(torch.nn.Module):
+    """The method's training step as a module ``forward``, which DistributedDataParallel wraps
+    (DDP hooks gradient reduction onto what its forward computes)."""
+
+    def __init__(self, method: RetrievalMethod, gather) -> None:
+        super().__init__()
+        self.method = method
+        self.gather = gather
+
+    def forward(self, batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
+        return self.method.training_step(batch, self.gather, epoch=epoch)
 
 
-def _broadcast_parameters(module: torch.nn.Module, context: DistributedContext) -> None:
-    if not context.distributed:
-        return
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src=0)
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one training item's random augmentation in one epoch.
+
+    It depends on the item, not on the process, worker or position that loads it, so one
+    process and several draw the same crops, and a resumed epoch draws what it would have.
+    """
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
+               >> np.uint64(1))
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """This process's share of an epoch's shuffled order, each index with its item seed.
+
+    The permutation is :class:`~torch.utils.data.distributed.DistributedSampler`'s (seeded by
+    ``seed`` and the epoch; ``drop_last``), so the union of the processes' local batches is the
+    single-process batch. ``set_epoch(epoch, first_batch=k)`` starts the epoch at local batch
+    ``k`` (a resumed epoch) without loading the batches before it.
+    """
+
+    def __init__(self, n_items: int, world_size: int, rank: int, *, seed: int,
+                 local_batch: int) -> None:
+        self.order = DistributedSampler(range(n_items), num_replicas=world_size, rank=rank,
+                                        shuffle=True, seed=seed, drop_last=True)
+        self.seed = int(seed)
+        self.local_batch = int(local_batch)
+        self.epoch = 0
+        self.first_batch = 0
+
+    def set_epoch(self, epoch: int, first_batch: int = 0) -> None:
+        self.epoch, self.first_batch = int(epoch), int(first_batch)
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order) - self.first_batch * self.local_batch
+
+    def __iter__(self):
+        indices = list(self.order)[self.first_batch * self.local_batch:]
+        return iter([(index, item_seed(self.seed, self.epoch, index)) for index in indices])
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Loads ``dataset[index]`` with torch's random stream seeded by the item's own seed.
+
+    Augmentations (random crops) then depend only on the item and the epoch, whichever worker
+    or process loads it; the caller's random stream is left untouched.
+    """
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def resolve_workers(num_workers: int | None, world_size: int = 1) -> int:
+    """DataLoader workers: ``num_workers``, or with None the CPUs this process may use, shared
+    by the processes of the run (at most 8 each)."""
+    if num_workers is not None:
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        return int(num_workers)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    return max(0, min(8, cpus // max(1, local_processes)))
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU and CUDA) random states, as tensors and plain values that
+    load under ``weights_only=True``."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": json.dumps(random.getstate()),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached), "kind": kind},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_rng_state` took."""
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"],
+                         numpy_state["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    # Running sums stay on the device: reading them back each step would stall the GPU.
+    value = value.detach().to(torch.float64)
+    sums[key] = sums[key] + value if key in sums else value.clone()
+
+
+def _raise_if_non_finite(bad_losses: torch.Tensor, epoch: int, step: int) -> None:
+    count = int(bad_losses.item())
+    if count:
+        raise FloatingPointError(f"{count} non-finite loss(es) at epoch {epoch} by step {step}; "
+                                 "lower the learning rate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -754,10 +887,15 @@ class Trainer:
             if key in current["run"] and stored.get("run", {}).get(key) != current["run"][key]:
                 different.append(f"run.{key}")
         if different:
+            why = ""
+            if "train.epochs" in different:
+                why = (f" (it was planned for {stored['train']['epochs']} epochs, and its "
+                       "learning-rate schedule and stages are laid out over them: another "
+                       "--epochs would make the learning rate jump)")
             raise ValueError(
-                f"{self.output_dir} holds a run with other settings ({', '.join(different)}); "
-                "resume it with the same settings, use another output folder, or restart it "
-                "(resume=False, --restart)")
+                f"{self.output_dir} holds a run with other settings ({', '.join(different)})"
+                f"{why}; resume it with the same settings, use another output folder, or "
+                "restart it (resume=False, --restart)")
 
     def _clear_run_folder(self) -> None:
         for name in (LAST_CHECKPOINT, BEST_WEIGHTS, HISTORY_FILE):
@@ -779,7 +917,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
     def fit(self, train_split, val_split=None, *, resume: bool = True,
-            stop_after_epoch: int | None = None) -> "Trainer":
+            stop_after_epoch: int | None = None,
+            stop_after_step: int | None = None) -> "Trainer":
         """Train on ``train_split`` (its possibly noisy pairs), select on ``val_split``.
 
         Parameters
@@ -789,209 +928,282 @@ class Trainer:
             Without it the last epoch is kept (and a warning says so). Never pass the test
             split here. With it, the method ends holding the weights of the best epoch.
         resume : bool, default=True
-            Continue from ``checkpoint_last.pt`` in the output folder when it exists.
+            Continue from ``checkpoint_last.pt`` in the output folder when it exists, at the
+            epoch boundary or the mid-epoch step it was written at.
         stop_after_epoch : int, optional
             Return once this many epochs (in total) are done, keeping the schedule of the
             full ``config.epochs``: a time-boxed job calls ``fit`` again to continue.
+        stop_after_step : int, optional
+            Return after this many optimiser steps (in total, over all epochs), writing a
+            mid-epoch checkpoint there: what a pre-empted job leaves behind.
         """
-        from tqdm.auto import tqdm
-
         cfg = self.config
         context = init_distributed(cfg.device)
         try:
-            device = context.device
-            seed_everything(cfg.seed + context.rank)
-            method = self.method.to(device)
-            self._check_splits(train_split, val_split)
-            last_path = self.output_dir / LAST_CHECKPOINT
-            resuming = resume and last_path.is_file()
-            if context.is_main:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-                if resuming:
-                    self._check_resumable()
-                else:
-                    self._clear_run_folder()
-                self._write_config()
-            context.barrier()
-            # Feature forms (precomputed features) have no backbone: no images to transform,
-            # no captions to tokenise.
-            backbone = getattr(method, "backbone", None)
-            if cfg.grad_checkpointing and backbone is not None:
-                backbone.model.set_grad_checkpointing(True)
-            if backbone is None:
-                transform = eval_transform = tokenizer = None
-            else:
-                transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
-                eval_transform, tokenizer = backbone.preprocess, backbone.tokenizer
-            if cfg.batch_size % context.world_size:
-                raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
-                                 f"{context.world_size} processes")
-            local_batch = cfg.batch_size // context.world_size
-            # The method decides what one training item is, per epoch (a caption pair by
-            # default; D2S trains on one item per image in its first stage). The same dataset
-            # object on several epochs shares one loader.
-            loaders: dict[int, tuple[DistributedSampler, DataLoader]] = {}
-            epoch_loaders = []
-            for epoch in range(cfg.epochs):
-                dataset = method.training_dataset(train_split, transform, tokenizer,
-                                                  epoch=epoch, epochs=cfg.epochs)
-                if id(dataset) not in loaders:
-                    if len(dataset) < cfg.batch_size:
-                        raise ValueError(
-                            f"the training split has {len(dataset)} training items for method "
-                            f"{method.name!r} (epoch {epoch + 1}), fewer than one batch of "
-                            f"{cfg.batch_size}")
-                    # The same sampler (and so the same permutation) in one or many processes:
-                    # the union of the local batches is the single-process batch.
-                    sampler = DistributedSampler(dataset, num_replicas=context.world_size,
-                                                 rank=context.rank, shuffle=True, seed=cfg.seed,
-                                                 drop_last=True)
-                    loaders[id(dataset)] = (sampler, DataLoader(
-                        dataset, batch_size=local_batch, sampler=sampler,
-                        num_workers=cfg.num_workers, drop_last=True, collate_fn=method.collate,
-                        pin_memory=device.type == "cuda"))
-                epoch_loaders.append(loaders[id(dataset)])
-            optimizer = torch.optim.AdamW(
-                method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
-            phases = method.training_phases(cfg.epochs)
-            if sum(phases) != cfg.epochs or min(phases) < 1:
-                raise ValueError(f"{method.name}.training_phases({cfg.epochs}) returned "
-                                 f"{phases}: positive epoch counts summing to {cfg.epochs}")
-            ends = np.cumsum(phases)
-            phase_steps = [sum(len(loader) for _, loader in epoch_loaders[a:b])
-                           for a, b in zip([0, *ends[:-1]], ends)]
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, phased_warmup_cosine(phase_steps, cfg.warmup_fraction))
-            autocast, scaler = self._autocast(device)
-            gather = make_gather(context)
-
-            def make_loader(dataset=None, batch_size=None, collate_fn=None, *, epoch=0):
-                # In dataset order, without augmentation, each process its own shard.
-                if dataset is None:
-                    dataset = method.training_dataset(train_split, eval_transform, tokenizer,
-                                                      epoch=epoch, epochs=cfg.epochs)
-                    collate_fn = collate_fn or method.collate
-                shard = DistributedSampler(dataset, num_replicas=context.world_size,
-                                           rank=context.rank, shuffle=False, drop_last=False) \
-                    if context.distributed else None
-                return DataLoader(dataset, batch_size=batch_size or cfg.eval_batch_size,
-                                  sampler=shard, shuffle=False, num_workers=cfg.num_workers,
-                                  collate_fn=collate_fn, pin_memory=device.type == "cuda")
-
-            broadcast = make_broadcast(context)
-
-            def epoch_context(epoch: int, epoch_log: dict[str, Any]) -> EpochContext:
-                return EpochContext(
-                    epoch=epoch, epochs=cfg.epochs, train_split=train_split, device=device,
-                    autocast=lambda: self._autocast_context(device), gather=gather,
-                    rank=context.rank, world_size=context.world_size,
-                    make_loader=functools.partial(make_loader, epoch=epoch),
-                    verbose=cfg.verbose and context.is_main, broadcast=broadcast,
-                    log=epoch_log, report_clean_split=functools.partial(
-                        correspondence_analysis, train_split, epoch_log))
-
-            start_epoch = 0
-            if resuming:
-                state = load_checkpoint_file(last_path)
-                missing = [k for k in ("method", "optimizer", "scheduler", "epoch", "history",
-                                       "best_rsum", "best_epoch") if k not in state]
-                if missing:
-                    raise CheckpointError(f"{last_path} lacks {missing}: not a checkpoint of "
-                                          "this trainer; restart the run (resume=False)")
-                load_method_state(method, state["method"], source=str(last_path))
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                if scaler is not None and state.get("scaler"):
-                    scaler.load_state_dict(state["scaler"])
-                start_epoch = int(state["epoch"]) + 1
-                self.history_ = json.loads(state["history"])
-                self.best_rsum_ = float(state["best_rsum"])
-                self.best_epoch_ = int(state["best_epoch"])
-                logger.info("resumed %s at epoch %d", last_path, start_epoch)
-            _broadcast_parameters(method, context)
-
-            if val_split is None and context.is_main:
-                logger.warning("no validation split: the last epoch is kept (no selection)")
-            end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs,
-                                                                         stop_after_epoch)
-            for epoch in range(start_epoch, end_epoch):
-                sampler, loader = epoch_loaders[epoch]
-                steps_per_epoch = len(loader)
-                sampler.set_epoch(epoch)
-                # Per-epoch seeding makes a resumed run draw the same augmentations.
-                torch.manual_seed(int(np.random.SeedSequence(
-                    [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
-                method.train()
-                epoch_log: dict[str, Any] = {}
-                method.on_epoch_start(epoch, epoch_context(epoch, epoch_log))
-                sums: dict[str, float] = {}
-                started = time.perf_counter()
-                bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                           disable=not (cfg.verbose and context.is_main), leave=False)
-                for batch in bar:
-                    batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                             for k, v in batch.items()}
-                    with autocast:
-                        losses = method.training_step(batch, gather, epoch=epoch)
-                    loss = losses["loss"]
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite loss {loss.item()} at epoch "
-                                                 f"{epoch}; lower the learning rate")
-                    optimizer.zero_grad(set_to_none=True)
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
-                    _average_gradients(method, context)
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                    trainable = [p for p in method.parameters() if p.requires_grad]
-                    grad_norm = torch.nn.utils.clip_grad_norm_(
-                        trainable, cfg.grad_clip if cfg.grad_clip else float("inf"))
-                    sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
-                    if scaler is not None:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    scheduler.step()
-                    for key, value in losses.items():
-                        sums[key] = sums.get(key, 0.0) + float(value.detach())
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-                method.on_epoch_end(epoch, epoch_context(epoch, epoch_log))
-                record: dict[str, Any] = {
-                    "epoch": epoch,
-                    **{f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()},
-                    **epoch_log,
-                    "train_time_s": time.perf_counter() - started,
-                    **{f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups
-                       if not group["name"].endswith("_no_decay")},
-                }
-                if context.is_main:
-                    if val_split is not None:
-                        metrics = evaluate_split(method, val_split,
-                                                 batch_size=cfg.eval_batch_size,
-                                                 verbose=False, max_images=cfg.val_max_images)
-                        record.update({f"val_{k}": v for k, v in metrics.items()})
-                        improved = not (metrics["rsum"] <= self.best_rsum_)
-                    else:
-                        improved = True
-                    if improved:
-                        self.best_rsum_ = float(record.get("val_rsum", float("nan")))
-                        self.best_epoch_ = epoch
-                        torch.save(cpu_state_dict(method), self.output_dir / BEST_WEIGHTS)
-                    self.history_.append(record)
-                    self._save_last(method, optimizer, scheduler, scaler, epoch)
-                    logger.info("epoch %d: %s", epoch, ", ".join(
-                        f"{k}={v:.4g}" for k, v in record.items()
-                        if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
-                context.barrier()
-            best_path = self.output_dir / BEST_WEIGHTS
-            if val_split is not None and best_path.is_file():
-                # Leave the method as selected on validation, as load_run(...) would rebuild it.
-                load_method_state(method, load_checkpoint_file(best_path), source=str(best_path))
-            return self
+            return self._fit(context, train_split, val_split, resume=resume,
+                             stop_after_epoch=stop_after_epoch, stop_after_step=stop_after_step)
         finally:
             context.close()
 
-    def _save_last(self, method, optimizer, scheduler, scaler, epoch: int) -> None:
+    def _fit(self, context: DistributedContext, train_split, val_split, *, resume: bool,
+             stop_after_epoch: int | None, stop_after_step: int | None) -> "Trainer":
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        device = context.device
+        seed_everything(cfg.seed + context.rank)
+        method = self.method.to(device)
+        self._check_splits(train_split, val_split)
+        last_path = self.output_dir / LAST_CHECKPOINT
+        resuming = resume and last_path.is_file()
+        if context.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if resuming:
+                self._check_resumable()
+            else:
+                self._clear_run_folder()
+            self._write_config()
+        context.barrier()
+        # Feature forms (precomputed features) have no backbone: no images to transform,
+        # no captions to tokenise.
+        backbone = getattr(method, "backbone", None)
+        if cfg.grad_checkpointing and backbone is not None:
+            backbone.model.set_grad_checkpointing(True)
+        if backbone is None:
+            transform = eval_transform = tokenizer = None
+        else:
+            transform = backbone.preprocess_train if cfg.augment else backbone.preprocess
+            eval_transform, tokenizer = backbone.preprocess, backbone.tokenizer
+        if cfg.batch_size % context.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
+                             f"{context.world_size} processes")
+        local_batch = cfg.batch_size // context.world_size
+        workers = resolve_workers(cfg.num_workers, context.world_size)
+        # The method decides what one training item is, per epoch (a caption pair by
+        # default; D2S trains on one item per image in its first stage). The same dataset
+        # object on several epochs shares one loader.
+        loaders: dict[int, tuple[EpochSampler, DataLoader]] = {}
+        epoch_loaders = []
+        for epoch in range(cfg.epochs):
+            dataset = method.training_dataset(train_split, transform, tokenizer,
+                                              epoch=epoch, epochs=cfg.epochs)
+            if id(dataset) not in loaders:
+                if len(dataset) < cfg.batch_size:
+                    raise ValueError(
+                        f"the training split has {len(dataset)} training items for method "
+                        f"{method.name!r} (epoch {epoch + 1}), fewer than one batch of "
+                        f"{cfg.batch_size}")
+                sampler = EpochSampler(len(dataset), context.world_size, context.rank,
+                                       seed=cfg.seed, local_batch=local_batch)
+                loaders[id(dataset)] = (sampler, DataLoader(
+                    SeededItems(dataset), batch_size=local_batch, sampler=sampler,
+                    num_workers=workers, drop_last=True, collate_fn=method.collate,
+                    pin_memory=device.type == "cuda", persistent_workers=workers > 0))
+            epoch_loaders.append(loaders[id(dataset)])
+        optimizer = torch.optim.AdamW(
+            method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
+        phases = method.training_phases(cfg.epochs)
+        if sum(phases) != cfg.epochs or min(phases) < 1:
+            raise ValueError(f"{method.name}.training_phases({cfg.epochs}) returned "
+                             f"{phases}: positive epoch counts summing to {cfg.epochs}")
+        ends = np.cumsum(phases)
+        phase_steps = [sum(len(loader) for _, loader in epoch_loaders[a:b])
+                       for a, b in zip([0, *ends[:-1]], ends)]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, phased_warmup_cosine(phase_steps, cfg.warmup_fraction))
+        autocast, scaler = self._autocast(device)
+        gather = make_gather(context)
+
+        def make_loader(dataset=None, batch_size=None, collate_fn=None, *, epoch=0):
+            # In dataset order, without augmentation, each process its own shard.
+            if dataset is None:
+                dataset = method.training_dataset(train_split, eval_transform, tokenizer,
+                                                  epoch=epoch, epochs=cfg.epochs)
+                collate_fn = collate_fn or method.collate
+            shard = DistributedSampler(dataset, num_replicas=context.world_size,
+                                       rank=context.rank, shuffle=False, drop_last=False) \
+                if context.distributed else None
+            return DataLoader(dataset, batch_size=batch_size or cfg.eval_batch_size,
+                              sampler=shard, shuffle=False, num_workers=workers,
+                              collate_fn=collate_fn, pin_memory=device.type == "cuda")
+
+        broadcast = make_broadcast(context)
+
+        def epoch_context(epoch: int, epoch_log: dict[str, Any]) -> EpochContext:
+            return EpochContext(
+                epoch=epoch, epochs=cfg.epochs, train_split=train_split, device=device,
+                autocast=lambda: self._autocast_context(device), gather=gather,
+                rank=context.rank, world_size=context.world_size,
+                make_loader=functools.partial(make_loader, epoch=epoch),
+                verbose=cfg.verbose and context.is_main, broadcast=broadcast,
+                log=epoch_log, report_clean_split=functools.partial(
+                    correspondence_analysis, train_split, epoch_log))
+
+        start_epoch, partial = 0, None
+        if resuming:
+            state = load_checkpoint_file(last_path)
+            missing = [k for k in ("method", "optimizer", "scheduler", "epoch", "history",
+                                   "best_rsum", "best_epoch") if k not in state]
+            if missing:
+                raise CheckpointError(f"{last_path} lacks {missing}: not a checkpoint of "
+                                      "this trainer; restart the run (resume=False)")
+            load_method_state(method, state["method"], source=str(last_path))
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            start_epoch = int(state["epoch"]) + 1
+            self.history_ = json.loads(state["history"])
+            self.best_rsum_ = float(state["best_rsum"])
+            self.best_epoch_ = int(state["best_epoch"])
+            if state.get("partial"):
+                partial = json.loads(state["partial"])
+                partial["rng"] = state["rng"]
+                if partial["epoch"] != start_epoch:
+                    raise CheckpointError(f"{last_path}: a mid-epoch state of epoch "
+                                          f"{partial['epoch']} after epoch {start_epoch - 1}")
+            logger.info("resumed %s at epoch %d%s", last_path, start_epoch,
+                        f", step {partial['steps']}" if partial else "")
+
+        # DistributedDataParallel reduces gradients in buckets while the backward pass runs.
+        # Its forward is the method's training step; parameters no process used in a step
+        # (D2S's decoder in stage 1) keep no gradient, as in one process, so AdamW leaves
+        # them alone. Wrapping also broadcasts rank 0's weights (after the resume) to all.
+        step_module = _TrainingStep(method, gather)
+        if context.distributed:
+            step_module = DistributedDataParallel(
+                step_module, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True, broadcast_buffers=False)
+        trainable = [p for p in method.parameters() if p.requires_grad]
+
+        if val_split is None and context.is_main and start_epoch < cfg.epochs:
+            logger.warning("no validation split: the last epoch is kept (no selection)")
+        end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs,
+                                                                     stop_after_epoch)
+        global_step = sum(len(loader) for _, loader in epoch_loaders[:start_epoch]) + (
+            partial["steps"] if partial else 0)
+        log_every = max(1, int(cfg.log_every))
+        for epoch in range(start_epoch, end_epoch):
+            sampler, loader = epoch_loaders[epoch]
+            steps_per_epoch = len(loader)
+            method.train()
+            if partial is not None:
+                # Continue a pre-empted epoch: the hooks' state (subsets, caches) came back
+                # with the weights; the random streams continue where they stopped.
+                first_step, epoch_log = int(partial["steps"]), dict(partial["log"])
+                sums = {k: torch.tensor(v, device=device, dtype=torch.float64)
+                        for k, v in partial["sums"].items()}
+                elapsed_before = float(partial["train_time_s"])
+                restore_rng_state(partial["rng"])
+                method.resume_epoch(epoch, epoch_context(epoch, epoch_log))
+                partial = None
+            else:
+                first_step, epoch_log, sums, elapsed_before = 0, {}, {}, 0.0
+                # Per-epoch seeding makes a resumed run draw the same random numbers.
+                torch.manual_seed(int(np.random.SeedSequence(
+                    [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
+                method.on_epoch_start(epoch, epoch_context(epoch, epoch_log))
+            sampler.set_epoch(epoch, first_batch=first_step)
+            started = time.perf_counter()
+            bad_losses = torch.zeros((), device=device)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first_step,
+                       total=steps_per_epoch, disable=not (cfg.verbose and context.is_main),
+                       leave=False)
+            step = first_step
+            stopped = False
+            for batch in bar:
+                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                         for k, v in batch.items()}
+                with autocast:
+                    losses = step_module(batch, epoch)
+                loss = losses["loss"]
+                bad_losses += (~torch.isfinite(loss.detach())).float()
+                optimizer.zero_grad(set_to_none=True)
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    trainable, cfg.grad_clip if cfg.grad_clip else float("inf"))
+                if scaler is not None:
+                    # GradScaler skips the update when it finds inf/nan gradients and lowers
+                    # its scale; the schedule counts only the updates that happened. (The
+                    # scaler reads its found-inf flag on the host itself: fp16 syncs anyway.)
+                    scale_before = scaler.get_scale()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if scaler.get_scale() >= scale_before:
+                        scheduler.step()
+                else:
+                    optimizer.step()
+                    scheduler.step()
+                _accumulate(sums, "grad_norm", grad_norm)
+                for key, value in losses.items():
+                    _accumulate(sums, key, value)
+                step += 1
+                global_step += 1
+                if step % log_every == 0 or step == steps_per_epoch:
+                    # The only host synchronisation of the loop: every log_every steps.
+                    _raise_if_non_finite(bad_losses, epoch, step)
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                stopped = stop_after_step is not None and global_step >= stop_after_step
+                if step < steps_per_epoch and (stopped or (
+                        cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0)):
+                    _raise_if_non_finite(bad_losses, epoch, step)
+                    if context.is_main:
+                        self._save_last(method, optimizer, scheduler, scaler, epoch - 1,
+                                        partial={
+                                            "epoch": epoch, "steps": step, "log": epoch_log,
+                                            "sums": {k: float(v) for k, v in sums.items()},
+                                            "train_time_s": elapsed_before
+                                            + time.perf_counter() - started})
+                    context.barrier()
+                if stopped:
+                    break
+            bar.close()
+            if stopped and step < steps_per_epoch:
+                return self
+            _raise_if_non_finite(bad_losses, epoch, step)
+            method.on_epoch_end(epoch, epoch_context(epoch, epoch_log))
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                **{f"train_{k}": float(v) / max(1, steps_per_epoch) for k, v in sums.items()},
+                **epoch_log,
+                "train_time_s": elapsed_before + time.perf_counter() - started,
+                **{f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups
+                   if not group["name"].endswith("_no_decay")},
+            }
+            if context.is_main:
+                if val_split is not None:
+                    metrics = evaluate_split(method, val_split,
+                                             batch_size=cfg.eval_batch_size,
+                                             verbose=False, max_images=cfg.val_max_images)
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                    improved = not (metrics["rsum"] <= self.best_rsum_)
+                else:
+                    improved = True
+                if improved:
+                    self.best_rsum_ = float(record.get("val_rsum", float("nan")))
+                    self.best_epoch_ = epoch
+                    torch.save(cpu_state_dict(method), self.output_dir / BEST_WEIGHTS)
+                self.history_.append(record)
+                self._save_last(method, optimizer, scheduler, scaler, epoch)
+                logger.info("epoch %d: %s", epoch, ", ".join(
+                    f"{k}={v:.4g}" for k, v in record.items()
+                    if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
+            context.barrier()
+            if stopped:
+                return self
+        best_path = self.output_dir / BEST_WEIGHTS
+        if val_split is not None and best_path.is_file():
+            # Leave the method as selected on validation, as load_run(...) would rebuild it.
+            load_method_state(method, load_checkpoint_file(best_path), source=str(best_path))
+        return self
+
+    def _save_last(self, method, optimizer, scheduler, scaler, epoch: int, *,
+                   partial: dict[str, Any] | None = None) -> None:
+        """Write ``checkpoint_last.pt``: after epoch ``epoch``, plus a mid-epoch position
+        (``partial``: the epoch in progress, its steps done, running sums and log) with the
+        random streams to continue it exactly."""
         state = {
             "method": cpu_state_dict(method),
             "optimizer": optimizer.state_dict(),
@@ -1002,6 +1214,8 @@ class Trainer:
             "best_epoch": self.best_epoch_,
             # JSON text keeps the history loadable under weights_only=True.
             "history": json.dumps(self.history_),
+            "partial": json.dumps(partial) if partial is not None else "",
+            "rng": capture_rng_state() if partial is not None else {},
         }
         tmp = self.output_dir / (LAST_CHECKPOINT + ".tmp")
         torch.save(state, tmp)

@@ -238,6 +238,16 @@ class RetrievalMethod(nn.Module):
         over the whole training set (see :class:`EpochContext`).
         """
 
+    def resume_epoch(self, epoch: int, context: EpochContext | None = None) -> None:
+        """Called instead of :meth:`on_epoch_start` when a run resumes in the middle of
+        ``epoch`` from a mid-epoch checkpoint.
+
+        The weights and the method's state dict (extra state included) are already restored
+        to the step the checkpoint was written at; a method restores here whatever else
+        ``on_epoch_start`` derived that the state dict does not hold (e.g. which schedule
+        phase the epoch is in). Nothing is recomputed from the current weights.
+        """
+
     def on_epoch_end(self, epoch: int, context: EpochContext | None = None) -> None:
         """Called by the trainer after every epoch's last step, before validation."""
 

@@ -422,6 +422,12 @@ class PseudoLabelRefinement:
         self.phase_now = self.schedule(epochs).phase(epoch)
         return self.phase_now
 
+    def resume_epoch(self, epoch: int, context: EpochContext | None = None) -> None:
+        """A mid-epoch resume: the per-pair state came back with the checkpoint; only the
+        schedule phase of the epoch is set again."""
+        if context is not None:
+            self._enter_epoch(epoch, context.epochs)
+
     # ------------------------------------------------------------------ hooks for subclasses
     def pair_embeddings(self, network: int, batch: dict[str, torch.Tensor]
                         ) -> tuple[torch.Tensor, torch.Tensor]:

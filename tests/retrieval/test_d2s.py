@@ -145,7 +145,7 @@ def test_resume_that_moves_the_stage_boundary_is_refused(d2s_runs, tmp_path):
     shutil.copytree(d2s_runs["base"] / "part", tmp_path / "run")
     method = load_run(tmp_path / "run", which="last")
     trainer = Trainer(method, small_config(12), tmp_path / "run")
-    with pytest.raises(ValueError, match="stage-1 epochs"):
+    with pytest.raises(ValueError, match="train.epochs"):
         trainer.fit(d2s_runs["train"], None)
 
 

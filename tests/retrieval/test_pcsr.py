@@ -231,7 +231,7 @@ def test_state_round_trips_and_resume_equals_an_uninterrupted_run(noisy_run, tmp
     for ours, theirs in zip(trainer.history_, noisy_run["trainer"].history_):
         assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
         assert ours.get("pcsr_B_clean") == theirs.get("pcsr_B_clean")
-    with pytest.raises(ValueError, match="original --epochs"):
+    with pytest.raises(ValueError, match="planned for 6 epochs"):
         Trainer(adapters(), small_config(8), out).fit(noisy_run["train"], noisy_run["val"])
 
 

@@ -148,8 +148,11 @@ from retrieval.training import TrainConfig, Trainer, build_method
 root, out = sys.argv[1], sys.argv[2]
 torch.manual_seed(0)
 method = build_method("contrastive", "tiny-vit")
-config = TrainConfig(epochs=1, batch_size=32, lr_backbone=1e-3, augment=False, verbose=False,
-                     warmup_fraction=0.0, grad_clip=2.0)
+# A weight matrix the loss never uses: AdamW's decay and momentum must leave it alone in
+# two processes as in one.
+method.register_parameter("never_used", torch.nn.Parameter(torch.ones(4, 4)))
+config = TrainConfig(epochs=1, batch_size=32, lr_backbone=1e-3, augment=True, verbose=False,
+                     warmup_fraction=0.0, grad_clip=2.0, num_workers=0)
 trainer = Trainer(method, config, out)
 trainer.fit(load_split(root, "train").subset(80), None)
 """
@@ -174,3 +177,121 @@ def test_ddp_two_gloo_processes_match_one_process(synthetic, tmp_path, one_and_t
     assert float(diffs.median()) < 1e-6
     assert float((diffs > 1e-5).float().mean()) < 0.01
     assert float(diffs.max()) < 2 * 2 * 1e-3  # 2 updates, a sign flip costs 2 lr each
+    # The parameter without gradient did not move, in either run.
+    assert torch.equal(a["never_used"], torch.ones(4, 4))
+    assert torch.equal(b["never_used"], torch.ones(4, 4))
+
+
+def test_ddp_wraps_the_training_step_in_distributed_data_parallel():
+    # The engine is torch's DDP (bucketed, overlapped reduction), not a per-parameter loop.
+    import inspect
+
+    from retrieval import training
+
+    source = inspect.getsource(training)
+    assert "DistributedDataParallel(" in source
+    assert "dist.all_reduce(parameter.grad" not in source
+
+
+def _small_split(synthetic):
+    return load_split(synthetic, "train").subset(60), load_split(synthetic, "val").subset(20)
+
+
+def test_mid_epoch_resume_equals_an_uninterrupted_run(synthetic, tmp_path):
+    train_split, val_split = _small_split(synthetic)
+
+    def run(out, **kw):
+        torch.manual_seed(0)
+        trainer = Trainer(build_method("contrastive", MODEL),
+                          small_config(augment=True, checkpoint_every=4, **kw), out)
+        return trainer
+
+    full = run(tmp_path / "full", num_workers=0).fit(train_split, val_split)
+    steps_per_epoch = train_split.n_captions // 32
+    assert steps_per_epoch == 9
+    # Pre-empted in the middle of epoch 1 (step 5) and in the middle of epoch 2 (step 13).
+    part = tmp_path / "part"
+    run(part, num_workers=0).fit(train_split, val_split, stop_after_step=5)
+    state = torch.load(part / LAST_CHECKPOINT, weights_only=True)
+    assert state["epoch"] == -1 and json.loads(state["partial"])["steps"] == 5
+    run(part, num_workers=0).fit(train_split, val_split, stop_after_step=13)
+    assert json.loads(torch.load(part / LAST_CHECKPOINT, weights_only=True)["partial"])[
+        "steps"] == 4
+    # The last leg with two loader workers: the crops are seeded per item, not per worker.
+    resumed = run(part, num_workers=2).fit(train_split, val_split)
+    a = torch.load(tmp_path / "full" / LAST_CHECKPOINT, weights_only=True)
+    b = torch.load(part / LAST_CHECKPOINT, weights_only=True)
+    for key in a["method"]:
+        torch.testing.assert_close(a["method"][key], b["method"][key], atol=1e-6, rtol=1e-5)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 2 * steps_per_epoch
+    assert [r["train_loss"] for r in resumed.history_] == pytest.approx(
+        [r["train_loss"] for r in full.history_], rel=1e-5)
+
+
+def test_resume_with_other_epochs_is_refused(synthetic, tmp_path):
+    train_split, val_split = _small_split(synthetic)
+    torch.manual_seed(0)
+    Trainer(build_method("contrastive", MODEL), small_config(epochs=2), tmp_path).fit(
+        train_split, val_split, stop_after_epoch=1)
+    with pytest.raises(ValueError, match="train.epochs"):
+        Trainer(build_method("contrastive", MODEL), small_config(epochs=3), tmp_path).fit(
+            train_split, val_split)
+
+
+class _SkippingScaler:
+    """A stand-in for torch.amp.GradScaler that skips the first two updates (inf found)."""
+
+    def __init__(self):
+        self.calls, self.scale_value = 0, 1024.0
+
+    def scale(self, loss):
+        return loss
+
+    def unscale_(self, optimizer):
+        pass
+
+    def step(self, optimizer):
+        self.calls += 1
+        if self.calls > 2:
+            optimizer.step()
+
+    def update(self):
+        if self.calls <= 2:
+            self.scale_value /= 2
+
+    def get_scale(self):
+        return self.scale_value
+
+    def state_dict(self):
+        return {"scale": self.scale_value}
+
+
+def test_schedule_does_not_advance_on_skipped_fp16_steps(synthetic, tmp_path, monkeypatch):
+    import contextlib
+
+    train_split, _ = _small_split(synthetic)
+    monkeypatch.setattr(Trainer, "_autocast",
+                        lambda self, device: (contextlib.nullcontext(), _SkippingScaler()))
+    torch.manual_seed(0)
+    trainer = Trainer(build_method("contrastive", MODEL), small_config(epochs=1), tmp_path)
+    trainer.fit(train_split, None)
+    state = torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)
+    assert state["scheduler"]["last_epoch"] == 9 - 2
+
+
+def test_non_finite_loss_is_caught_at_the_next_sync(synthetic, tmp_path, monkeypatch):
+    from retrieval.methods.contrastive import ContrastiveFineTune
+
+    train_split, _ = _small_split(synthetic)
+    original = ContrastiveFineTune.training_step
+
+    def poisoned(self, batch, gather, epoch=0):
+        losses = original(self, batch, gather, epoch=epoch)
+        losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(ContrastiveFineTune, "training_step", poisoned)
+    trainer = Trainer(build_method("contrastive", MODEL), small_config(epochs=1, log_every=3),
+                      tmp_path)
+    with pytest.raises(FloatingPointError, match="3 non-finite loss"):
+        trainer.fit(train_split, None)
