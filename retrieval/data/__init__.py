@@ -7,6 +7,8 @@
 * :func:`save_features`, :func:`load_features`, :class:`FeatureSplit` -- cached features.
 * :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set.
 * :func:`load_fdrd` -- FDRD fine-grained test files (images by file name, negatives).
+* :func:`load_rgb`, :func:`drop_unreadable_images`, :class:`UnreadableImageError` -- image
+  files: 16-bit images scaled right, unreadable files named or left out.
 * :func:`shuffle_captions`, :func:`load_noise_file`, :func:`noisy_fraction`,
   :func:`add_noise` -- noisy correspondence (spec section 3).
 * :class:`PairDataset`, :class:`ImageDataset`, :class:`TextDataset` -- torch datasets,
@@ -18,6 +20,7 @@ from ._split import RetrievalSplit
 from .fdrd import load_fdrd
 from .features import FeatureSplit, load_features, save_features
 from .folder import load_dense_captions, load_folder, write_folder
+from .images import UnreadableImageError, drop_unreadable_images, load_rgb
 from .karpathy import load_caption_file, load_karpathy, read_id_file
 from .noise import add_noise, load_noise_file, noisy_fraction, save_noise_file, shuffle_captions
 from .shipped import canonical_ids_file, shipped_data_dir, shipped_file
@@ -41,6 +44,9 @@ __all__ = [
     "swap_caption",
     "describe_objects",
     "load_fdrd",
+    "load_rgb",
+    "drop_unreadable_images",
+    "UnreadableImageError",
     "shuffle_captions",
     "load_noise_file",
     "noisy_fraction",

@@ -230,6 +230,17 @@ class RetrievalSplit:
             texts = list(source)
         return replace(self, dense_captions=texts)
 
+    def without_images(self, drop: Sequence[int]) -> RetrievalSplit:
+        """Return the split without the images at positions ``drop``, and without their
+        captions (and any noisy training pair pointing at them), reindexed.
+
+        Raises
+        ------
+        ValueError
+            If every image would be dropped.
+        """
+        return _without_images(self, drop)
+
     def subset(self, n_images: int) -> RetrievalSplit:
         """Return the first ``n_images`` images and their captions, reindexed.
 
@@ -271,6 +282,35 @@ class RetrievalSplit:
             objects=None if self.objects is None else self.objects[:n_images],
             negatives=None if self.negatives is None else self.negatives[:n_images],
         )
+
+
+def _without_images(split: "RetrievalSplit", drop: Sequence[int]) -> "RetrievalSplit":
+    drop_mask = np.zeros(split.n_images, dtype=bool)
+    drop_mask[np.asarray(list(drop), dtype=np.int64)] = True
+    if drop_mask.all():
+        raise ValueError(f"split {split.name!r}: every image would be dropped")
+    new_index = np.cumsum(~drop_mask) - 1
+    truth = split._ground_truth_ids()
+    # A caption goes with its image; a (noisy) training pair whose image is dropped goes too.
+    keep = ~drop_mask[truth] & ~drop_mask[split.text_image_ids]
+    kept_images = np.flatnonzero(~drop_mask)
+
+    def per_image(values):
+        return None if values is None else [values[i] for i in kept_images]
+
+    clean = None if split.clean_text_image_ids is None else \
+        new_index[split.clean_text_image_ids[keep]]
+    return RetrievalSplit(
+        name=split.name,
+        image_paths=per_image(split.image_paths),
+        image_keys=per_image(split.image_keys),
+        captions=[split.captions[i] for i in np.flatnonzero(keep)],
+        text_image_ids=new_index[split.text_image_ids[keep]],
+        clean_text_image_ids=clean,
+        dense_captions=per_image(split.dense_captions),
+        objects=per_image(split.objects),
+        negatives=per_image(split.negatives),
+    )
 
 
 def check_images_exist(paths: list[str], where: str) -> None:

@@ -18,23 +18,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ._split import RetrievalSplit
+from .images import load_rgb
 
 __all__ = ["PairDataset", "ImageDataset", "TextDataset", "load_rgb"]
-
-
-def load_rgb(path: str) -> Image.Image:
-    """Open an image file with PIL and convert it to RGB (grey, palette, RGBA, CMYK ...).
-
-    Parameters
-    ----------
-    path : str
-
-    Returns
-    -------
-    PIL.Image.Image
-    """
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 def _to_tensor(img: Image.Image) -> torch.Tensor:

@@ -662,3 +662,79 @@ def test_data_modules_import_one_way():
     for module in graph:
         visit(module, [])
     assert "dense" in graph["_split"] and "_split" not in graph["dense"]
+
+
+# ---------------------------------------------------------------------------------------
+# Image files: truncated, 16-bit, unreadable ones left out on request
+# ---------------------------------------------------------------------------------------
+def _truncated_jpeg(path, wheel_photos):
+    data = Path(wheel_photos[0]).read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def test_truncated_jpeg_is_an_error_naming_the_file(tmp_path, wheel_photos):
+    from retrieval.data import ImageDataset, UnreadableImageError, load_rgb
+
+    bad = _truncated_jpeg(tmp_path / "broken.jpg", wheel_photos)
+    with pytest.raises(UnreadableImageError, match="broken.jpg"):
+        load_rgb(bad)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(UnreadableImageError, match="text.png"):
+        load_rgb(tmp_path / "text.png")
+    with pytest.raises(FileNotFoundError, match="absent.png"):
+        load_rgb(tmp_path / "absent.png")
+    # Through a DataLoader worker the message still names the file.
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(ImageDataset([str(wheel_photos[1]), str(bad)], None), batch_size=1,
+                        num_workers=1)
+    with pytest.raises(Exception, match="broken.jpg"):
+        list(loader)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from retrieval.data import load_rgb
+
+    values = np.array([[0, 16384], [32768, 65535]], dtype=np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as raw:
+        assert raw.mode.startswith("I")  # PIL reads it as a wide integer image
+    rgb = np.asarray(load_rgb(path))
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 64], [128, 255]])
+    np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
+    # An 8-bit grey image is unchanged.
+    Image.fromarray(np.array([[0, 100]], dtype=np.uint8)).save(tmp_path / "grey8.png")
+    np.testing.assert_array_equal(np.asarray(load_rgb(tmp_path / "grey8.png"))[..., 1],
+                                  [[0, 100]])
+
+
+def test_skip_bad_images_drops_them_with_their_captions(tmp_path, wheel_photos, caplog):
+    from retrieval.data import drop_unreadable_images
+
+    root = make_synthetic(tmp_path / "set", n_images=40, seed=1)
+    split = load_split(root, "train")
+    victim = split.image_paths[2]
+    n_captions = int((split.text_image_ids == 2).sum())
+    _truncated_jpeg(Path(victim), wheel_photos)
+    noisy = split.with_noise(shuffle_captions(split.text_image_ids, 0.3, seed=0))
+    with caplog.at_level("WARNING"):
+        kept, dropped = drop_unreadable_images(noisy, workers=2)
+    assert list(dropped) == [victim]
+    assert victim not in kept.image_paths and kept.n_images == split.n_images - 1
+    assert kept.n_captions <= split.n_captions - n_captions
+    assert "skipped 1 unreadable image" in caplog.text and Path(victim).name in caplog.text
+    # Every other caption stays, with its clean image and its (noisy) training image.
+    expected = [(c, noisy.image_paths[t], noisy.image_paths[n]) for c, t, n in zip(
+        noisy.captions, noisy.clean_text_image_ids, noisy.text_image_ids)
+        if victim not in (noisy.image_paths[t], noisy.image_paths[n])]
+    got = [(c, kept.image_paths[t], kept.image_paths[n]) for c, t, n in zip(
+        kept.captions, kept.clean_text_image_ids, kept.text_image_ids)]
+    assert got == expected
+    unchanged, none = drop_unreadable_images(load_split(make_synthetic(
+        tmp_path / "clean", n_images=20, seed=2), "train"))
+    assert none == {} and unchanged.n_images > 0
