@@ -197,6 +197,9 @@ class ClipBackbone(nn.Module):
         open_clip model name.
     pretrained : str or None
         Tag or path the weights came from (None: random initialisation).
+    build_options : dict
+        The :func:`create_backbone` options the model was built with
+        (``force_quick_gelu``, ``precision``, ``open_clip_kwargs``); JSON-serialisable.
     embed_dim : int
         Joint embedding size ``d``.
     vision_width, text_width : int
@@ -206,9 +209,12 @@ class ClipBackbone(nn.Module):
     """
 
     def __init__(self, model: nn.Module, preprocess_train, preprocess, tokenizer, name: str,
-                 pretrained: str | None) -> None:
+                 pretrained: str | None, build_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.model = model
+        # How the model was built beyond its name (QuickGELU, precision, open_clip overrides):
+        # recorded with every run and feature folder, so that a reload builds the same model.
+        self.build_options = dict(build_options or {})
         self.preprocess_train = preprocess_train
         self.preprocess = preprocess
         self.tokenizer = tokenizer
@@ -301,6 +307,39 @@ class ClipBackbone(nn.Module):
         pooled = visual.ln_post(states[:, 0]) @ visual.proj
         return F.normalize(pooled, dim=-1) if normalize else pooled
 
+    def text_end_positions(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Position of the token whose state is the caption's pooled embedding, ``(B,)``.
+
+        Honours the model's text pooling: ``argmax`` (OpenAI CLIP: the end-of-text id is the
+        largest), ``eos`` (the model's own end-of-text id), ``last`` or ``first``.
+        """
+        model = self.model
+        pool = getattr(model, "text_pool_type", "argmax")
+        if pool == "argmax":
+            return token_ids.argmax(dim=-1)
+        if pool == "eos":
+            eos_id = getattr(model, "text_eos_id", None)
+            if eos_id is None:
+                raise NotImplementedError(f"{self.name}: eos text pooling without an eos id")
+            return (token_ids == eos_id).int().argmax(dim=-1)
+        if pool == "last":
+            return torch.full(token_ids.shape[:1], token_ids.shape[1] - 1, dtype=torch.long,
+                              device=token_ids.device)
+        if pool == "first":
+            return torch.zeros(token_ids.shape[:1], dtype=torch.long, device=token_ids.device)
+        raise NotImplementedError(f"{self.name} pools its text with {pool!r}: no single token "
+                                  "state is the caption embedding")
+
+    def project_text(self, states: torch.Tensor) -> torch.Tensor:
+        """Text states in the joint space: the text projection, or the states themselves for
+        a model without one (its text width is the embedding size)."""
+        projection = self.model.text_projection
+        if projection is None:
+            return states
+        if isinstance(projection, nn.Linear):
+            return projection(states)
+        return states @ projection
+
     def text_tokens(self, token_ids: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pooled text embedding, projected per-token states and their validity mask.
@@ -308,11 +347,13 @@ class ClipBackbone(nn.Module):
         Returns
         -------
         pooled : Tensor ``(B, d)``
+            The state at :meth:`text_end_positions` in the joint space: what the model's own
+            ``encode_text`` returns, for every open_clip text pooling with a single token.
         tokens : Tensor ``(B, L, d)``
-            ``ln_final`` states times the text projection.
+            ``ln_final`` states in the joint space (:meth:`project_text`).
         mask : BoolTensor ``(B, L)``
-            True on positions ``0..eot`` (padding masked). The text transformer is causal:
-            only the EOT state summarises the whole caption.
+            True on positions ``0..end`` (padding after the pooled token masked). With a
+            causal text transformer only the end state summarises the whole caption.
         """
         model = self.model
         if not hasattr(model, "token_embedding"):
@@ -323,13 +364,13 @@ class ClipBackbone(nn.Module):
         x = model.token_embedding(token_ids).to(cast) + model.positional_embedding.to(cast)
         x = model.transformer(x, attn_mask=model.attn_mask)
         states = model.ln_final(x)
-        projection = model.text_projection
-        project = projection if isinstance(projection, nn.Linear) else (lambda s: s @ projection)
-        tokens = project(states)
-        eot = token_ids.argmax(dim=-1)
-        pooled = tokens[torch.arange(tokens.shape[0], device=tokens.device), eot]
+        tokens = self.project_text(states)
+        end = self.text_end_positions(token_ids)
+        pooled = tokens[torch.arange(tokens.shape[0], device=tokens.device), end]
         positions = torch.arange(token_ids.shape[1], device=token_ids.device)
-        mask = positions[None, :] <= eot[:, None]
+        mask = positions[None, :] <= end[:, None]
+        if getattr(model, "text_pool_type", "argmax") == "first":
+            mask = token_ids != 0
         return pooled, tokens, mask
 
 
@@ -340,6 +381,8 @@ def create_backbone(
     device: str | torch.device = "cpu",
     force_quick_gelu: bool = False,
     precision: str = "fp32",
+    open_clip_kwargs: dict[str, Any] | None = None,
+    warn_random: bool = True,
 ) -> ClipBackbone:
     """Build an open_clip model by name.
 
@@ -358,6 +401,13 @@ def create_backbone(
     force_quick_gelu : bool, default=False
     precision : str, default="fp32"
         open_clip precision (``"fp32"``, ``"fp16"``, ``"bf16"``, ``"amp"``...).
+    open_clip_kwargs : dict, optional
+        Further options of ``open_clip.create_model_and_transforms`` (``force_image_size``,
+        ``force_context_length``, ``force_custom_text``, config overrides such as a whole
+        ``text_cfg``...). JSON-serialisable values only: they are recorded with the run.
+    warn_random : bool, default=True
+        Warn when a model that is not one of the shipped tiny test models gets random weights
+        (no ``pretrained``): its retrieval numbers are those of an untrained model.
 
     Returns
     -------
@@ -388,17 +438,34 @@ def create_backbone(
                                "'%s-quickgelu' config or force_quick_gelu=True", local_file, name)
         else:
             tag = pretrained
-    model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=tag, device=device, precision=precision,
-        force_quick_gelu=force_quick_gelu)
+    overrides = dict(open_clip_kwargs or {})
+    clash = {"pretrained", "device", "precision", "force_quick_gelu"} & set(overrides)
+    if clash:
+        raise ValueError(f"open_clip_kwargs may not set {sorted(clash)}: they are arguments "
+                         "of create_backbone")
+    if pretrained is None and warn_random and name not in TINY_MODELS:
+        logger.warning("%s has random weights (no --pretrained given): its embeddings are "
+                       "those of an untrained model; pass an open_clip tag or a weights file",
+                       name)
+    try:
+        model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=tag, device=device, precision=precision,
+            force_quick_gelu=force_quick_gelu, **overrides)
+    except TypeError as exc:
+        raise ValueError(f"open_clip could not build {name!r} with options {overrides}: "
+                         f"{exc}") from exc
     if local_file is not None:
         load_weights(model, local_file)
         model.to(device)
     source = tag or (str(local_file) if local_file else "random initialisation")
     logger.info("built %s with weights from %s", name, source)
-    tokenizer = open_clip.get_tokenizer(name)
+    context = overrides.get("force_context_length")
+    tokenizer = open_clip.get_tokenizer(name, **({"context_length": int(context)} if context
+                                                 else {}))
+    options = {"force_quick_gelu": bool(force_quick_gelu), "precision": str(precision),
+               "open_clip_kwargs": overrides}
     return ClipBackbone(model, preprocess_train, preprocess, tokenizer, name,
-                        None if pretrained is None else str(pretrained))
+                        None if pretrained is None else str(pretrained), options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,14 +505,19 @@ def freeze_backbone(backbone: ClipBackbone, *, image_unlocked_blocks: int = 0,
             set_requires_grad(module, False)
         model.positional_embedding.requires_grad_(False)
         projection = model.text_projection
-        (set_requires_grad(projection, False) if isinstance(projection, nn.Module)
-         else projection.requires_grad_(False))
+
+        def set_projection(flag: bool) -> None:
+            if isinstance(projection, nn.Module):
+                set_requires_grad(projection, flag)
+            elif projection is not None:  # None: a model without a text projection
+                projection.requires_grad_(flag)
+
+        set_projection(False)
         if text_unlocked_blocks > 0:
             for block in model.transformer.resblocks[-text_unlocked_blocks:]:
                 set_requires_grad(block, True)
             set_requires_grad(model.ln_final, True)
-            (set_requires_grad(projection, True) if isinstance(projection, nn.Module)
-             else projection.requires_grad_(True))
+            set_projection(True)
 
 
 def unfreeze_backbone(backbone: ClipBackbone) -> None:

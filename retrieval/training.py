@@ -478,7 +478,9 @@ def load_run_backbone_state(run_dir: str | os.PathLike, *, which: str = "best"
 
 def build_method(method: str, model: str, pretrained: str | os.PathLike | None = None, *,
                  method_config: dict[str, Any] | None = None,
-                 device: str | torch.device = "cpu") -> RetrievalMethod:
+                 device: str | torch.device = "cpu",
+                 backbone_options: dict[str, Any] | None = None,
+                 warn_random: bool = True) -> RetrievalMethod:
     """Build a registered method on a fresh backbone.
 
     Parameters
@@ -493,13 +495,22 @@ def build_method(method: str, model: str, pretrained: str | os.PathLike | None =
         the run may be of another method, and must be of the same ``model``).
     method_config : dict, optional
     device : str or torch.device, default="cpu"
+    backbone_options : dict, optional
+        :func:`~retrieval.backbones.create_backbone` options (``force_quick_gelu``,
+        ``precision``, ``open_clip_kwargs``); recorded in the run's ``config.json``. From a
+        run folder, that run's options are used unless these are given.
+    warn_random : bool, default=True
+        Warn about random weights (see :func:`~retrieval.backbones.create_backbone`).
     """
+    options = dict(backbone_options or {})
     if is_run_folder(pretrained):
         run_model, state, path = load_run_backbone_state(pretrained)
         if run_model != model:
             raise ValueError(f"--pretrained run {pretrained} trained model {run_model!r}, not "
                              f"{model!r}")
-        backbone = create_backbone(model, None, device="cpu")
+        if not options:
+            options = read_run_config(pretrained).get("backbone_options") or {}
+        backbone = create_backbone(model, None, device="cpu", warn_random=False, **options)
         missing, unexpected = backbone.model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(
@@ -509,7 +520,8 @@ def build_method(method: str, model: str, pretrained: str | os.PathLike | None =
         logger.info("backbone of %s initialised from run %s (%s)", model, pretrained, path.name)
         backbone = backbone.to(device)
     else:
-        backbone = create_backbone(model, pretrained, device=device)
+        backbone = create_backbone(model, pretrained, device=device, warn_random=warn_random,
+                                   **options)
     instance = get_method(method).from_config(backbone, dict(method_config or {}))
     return instance.to(device)
 
@@ -637,8 +649,12 @@ def load_run(run_dir: str | os.PathLike, *, which: str = "best",
         method = build_feature_method(config["method"], space,
                                       method_config=config.get("method_config"))
     else:
+        # The recorded build options (QuickGELU, precision, open_clip overrides) rebuild the
+        # very model that was trained; runs written before they were recorded have none.
         method = build_method(config["method"], config["model"], None,
-                              method_config=config.get("method_config"), device="cpu")
+                              method_config=config.get("method_config"), device="cpu",
+                              backbone_options=config.get("backbone_options"),
+                              warn_random=False)
     path, state = _run_weights(run_dir, which)
     load_method_state(method, state, source=str(path))
     if hasattr(method, "backbone"):
@@ -718,6 +734,7 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
         "method": getattr(method, "name", "backbone"), "open_clip": open_clip.__version__,
         "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
         "w": backbone.vision_width, "context_length": backbone.context_length,
+        "backbone_options": backbone.build_options,
         "normalisation": "l2", "txt_tokens_space": "joint (ln_final states x text projection)",
         "img_tokens_space": "joint (ln_post patch states x visual projection, CLS excluded)",
         **(extra_manifest or {}),
@@ -858,7 +875,8 @@ class Trainer:
             model, pretrained, extra = space.model, space.weights, {"features": space.to_dict()}
         else:
             backbone: ClipBackbone = self.method.backbone
-            model, pretrained, extra = backbone.name, backbone.pretrained, {}
+            model, pretrained = backbone.name, backbone.pretrained
+            extra = {"backbone_options": backbone.build_options}
         return {
             "method": self.method.name,
             "method_config": self.method.get_config(),
@@ -880,6 +898,9 @@ class Trainer:
         current = json.loads(json.dumps(self._config_payload(), default=str))
         different = [key for key in ("method", "method_config", "model")
                      if stored.get(key) != current.get(key)]
+        if stored.get("backbone_options", current.get("backbone_options")) != current.get(
+                "backbone_options"):
+            different.append("backbone_options")
         for key, value in current["train"].items():
             if key not in _RESUME_MAY_CHANGE and stored.get("train", {}).get(key) != value:
                 different.append(f"train.{key}")

@@ -420,8 +420,9 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
         tensors = [p for m in modules for p in m.parameters()]
         tensors += [model.positional_embedding]
         projection = model.text_projection
-        tensors += list(projection.parameters()) if isinstance(projection, nn.Module) \
-            else [projection]
+        if projection is not None:
+            tensors += list(projection.parameters()) if isinstance(projection, nn.Module) \
+                else [projection]
         return _tensor_digest(tensors)
 
     @torch.no_grad()

@@ -288,7 +288,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         # Prompts take n positions after the start token: a caption whose end token would be
         # pushed out of the context is cut, keeping its end token.
         limit = token_ids.shape[1] - 1 - self.n_prompts
-        eot = token_ids.argmax(dim=-1)
+        eot = self.backbone.text_end_positions(token_ids)
         long = eot > limit
         if not bool(long.any()):
             return token_ids
@@ -315,7 +315,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         n = self.n_prompts
         token_ids = self._fit_context(token_ids)
         length = token_ids.shape[1]
-        eot = token_ids.argmax(dim=-1)
+        eot = self.backbone.text_end_positions(token_ids)
         cast = model.transformer.get_cast_dtype()
         x = model.token_embedding(token_ids).to(cast)
         if token_weights is not None:
@@ -332,9 +332,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
 
         x = _run_blocks(model.transformer, x, model.attn_mask, before_block)
         states = model.ln_final(x)
-        projection = model.text_projection
-        projected = projection(states) if isinstance(projection, nn.Linear) else \
-            states @ projection
+        projected = self.backbone.project_text(states)
         rows = torch.arange(projected.shape[0], device=projected.device)
         pooled = projected[rows, eot + n]
         # Back to the caption's own positions: start token, then the words shifted by n.

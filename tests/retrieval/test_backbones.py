@@ -1,6 +1,7 @@
 """Backbones: tiny configs, checkpoint loading and its errors, token access, freezing."""
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,52 @@ def test_frozen_towers_stay_in_eval_mode_while_training():
     assert method.backbone.model.transformer.training  # the text tower still trains
     method.eval()
     assert not method.backbone.model.transformer.training
+
+
+TEXT_CFG = {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
+
+
+@pytest.mark.parametrize("text_overrides", [
+    {"pool_type": "eos", "eos_id": 49407},
+    {"pool_type": "last"},
+    {"pool_type": "first", "no_causal_mask": True},
+    {"proj_type": "none"},  # no text projection: width 64 is the embedding size
+    {"pool_type": "eos", "eos_id": 49407, "proj_type": "none"},
+])
+def test_text_path_honours_the_models_pooling_and_projection(text_overrides):
+    torch.manual_seed(0)
+    backbone = create_backbone("tiny-vit", open_clip_kwargs={
+        "text_cfg": {**TEXT_CFG, **text_overrides}}).eval()
+    if text_overrides.get("proj_type") == "none":
+        assert backbone.model.text_projection is None
+    ids = backbone.tokenize(["a red circle", "two small blue squares at the top"])
+    with torch.no_grad():
+        pooled, tokens, mask = backbone.text_tokens(ids)
+        torch.testing.assert_close(pooled, backbone.encode_text(ids), atol=1e-5, rtol=1e-5)
+    assert tokens.shape == (2, 32, 64) and mask.shape == (2, 32)
+    assert backbone.build_options["open_clip_kwargs"]["text_cfg"]["width"] == 64
+    # Freezing works without a projection too.
+    freeze_backbone(backbone, text_unlocked_blocks=1)
+    unfreeze_backbone(backbone)
+
+
+def test_random_weights_of_a_real_model_are_warned_about(tmp_path, caplog):
+    import json
+
+    import open_clip
+
+    # A tiny architecture under a name that is not one of the shipped test models.
+    config = json.loads((Path(create_backbone.__globals__["MODEL_CONFIG_DIR"])
+                         / "tiny-vit.json").read_text())
+    (tmp_path / "not-a-test-model.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path)
+    with caplog.at_level("WARNING"):
+        create_backbone("not-a-test-model")
+    assert "random weights" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="retrieval"):
+        create_backbone("tiny-vit")
+        create_backbone("not-a-test-model", warn_random=False)
+    assert "random weights" not in caplog.text
+    with pytest.raises(ValueError, match="open_clip_kwargs may not set"):
+        create_backbone("tiny-vit", open_clip_kwargs={"precision": "bf16"})

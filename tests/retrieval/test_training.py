@@ -295,3 +295,24 @@ def test_non_finite_loss_is_caught_at_the_next_sync(synthetic, tmp_path, monkeyp
                       tmp_path)
     with pytest.raises(FloatingPointError, match="3 non-finite loss"):
         trainer.fit(train_split, None)
+
+
+def test_quickgelu_run_reloads_as_quickgelu(synthetic, tmp_path):
+    from open_clip.transformer import QuickGELU
+
+    from retrieval.backbones import encode_texts
+
+    train_split, val_split = _small_split(synthetic)
+    torch.manual_seed(0)
+    method = build_method("contrastive", MODEL, backbone_options={"force_quick_gelu": True})
+    Trainer(method, small_config(epochs=1), tmp_path / "run").fit(train_split, val_split)
+    config = json.loads((tmp_path / "run" / CONFIG_FILE).read_text())
+    assert config["backbone_options"]["force_quick_gelu"] is True
+    reloaded = load_run(tmp_path / "run")
+    assert any(isinstance(m, QuickGELU) for m in reloaded.backbone.model.modules())
+    captions = val_split.captions[:8]
+    torch.testing.assert_close(torch.from_numpy(encode_texts(reloaded, captions, verbose=False)),
+                               torch.from_numpy(encode_texts(method, captions, verbose=False)))
+    # A run started from this one inherits its build options.
+    child = build_method("contrastive", MODEL, tmp_path / "run")
+    assert child.backbone.build_options["force_quick_gelu"] is True
