@@ -176,6 +176,25 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     return path
 
 
+def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a model's weights (names, dtypes, shapes and bytes of its state dict).
+
+    Identifies the weights themselves, wherever they were loaded from: features, runs and
+    caches record it, and features made by other weights are refused.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        if not torch.is_tensor(value):
+            continue
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _is_local_file(pretrained: str) -> bool:
     return Path(pretrained).suffix in CHECKPOINT_SUFFIXES or os.sep in pretrained \
         or Path(pretrained).exists()

@@ -58,7 +58,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from retrieval.backbones import CheckpointError, ClipBackbone, create_backbone, encode_images, \
-    encode_texts, load_tensor_file
+    encode_texts, load_tensor_file, weights_fingerprint
 from retrieval.methods.base import EpochContext, RetrievalMethod, get_method
 
 logger = logging.getLogger(__name__)
@@ -735,6 +735,7 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
         "preprocess": repr(backbone.preprocess), "d": backbone.embed_dim,
         "w": backbone.vision_width, "context_length": backbone.context_length,
         "backbone_options": backbone.build_options,
+        "weights_fingerprint": weights_fingerprint(backbone.model),
         "normalisation": "l2", "txt_tokens_space": "joint (ln_final states x text projection)",
         "img_tokens_space": "joint (ln_post patch states x visual projection, CLS excluded)",
         **(extra_manifest or {}),

@@ -241,6 +241,13 @@ def save_features(
                 f"{folder} holds features of model {merged.get('model')!r}; refusing to add "
                 f"{manifest['model']!r} (use one folder per backbone)"
             )
+        old, new = merged.get("weights_fingerprint"), manifest.get("weights_fingerprint")
+        if old is not None and new is not None and old != new:
+            raise ValueError(
+                f"{folder} holds features made by other weights (fingerprint {old[:12]}, "
+                f"{merged.get('weights')!r}) than these ({new[:12]}, "
+                f"{manifest.get('weights')!r}); use one folder per set of weights, so that "
+                "training and evaluation splits always share their weights")
     splits = dict(merged.get("splits", {}))
     merged.update({k: v for k, v in manifest.items() if k != "splits"})
     splits[split] = {

@@ -76,6 +76,7 @@ class FeatureSpace:
     model: str
     weights: str
     d: int
+    fingerprint: str | None = None
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> "FeatureSpace":
@@ -83,7 +84,7 @@ class FeatureSpace:
         if missing:
             raise ValueError(f"the features manifest lacks {missing}")
         return cls(model=str(manifest["model"]), weights=str(manifest.get("weights", "unknown")),
-                   d=int(manifest["d"]))
+                   d=int(manifest["d"]), fingerprint=manifest.get("weights_fingerprint"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,7 +176,16 @@ class FeatureMethod(RetrievalMethod):
             raise ValueError(f"split {split.name!r} holds features of {split.model!r}, the "
                              f"method was built for {self.space.model!r}")
         weights = split.manifest.get("weights")
-        if weights is not None and str(weights) != self.space.weights:
+        fingerprint = split.manifest.get("weights_fingerprint")
+        if fingerprint is not None and self.space.fingerprint is not None:
+            # The weights' own digest decides (a moved or renamed weights file is the same).
+            if fingerprint != self.space.fingerprint:
+                raise ValueError(
+                    f"split {split.name!r} holds features made by other weights ({weights!r}, "
+                    f"fingerprint {fingerprint[:12]}) than the method was trained on "
+                    f"({self.space.weights!r}, fingerprint {self.space.fingerprint[:12]}); "
+                    "encode the data with the training features' weights")
+        elif weights is not None and str(weights) != self.space.weights:
             raise ValueError(f"split {split.name!r} holds features of weights {weights!r}, "
                              f"the method was trained on features of {self.space.weights!r}")
         if split.img_pooled.shape[1] != self.space.d:

@@ -186,3 +186,25 @@ def test_feature_training_refusals(features, tmp_path):
     other = get_feature_method("contrastive")(space)
     with pytest.raises(ValueError, match="other-weights"):
         other.evaluate_split(load_features(features, split="test"))
+
+
+def test_features_of_other_weights_are_refused_by_fingerprint(features, tmp_path):
+    # Random weights from another seed carry the same name ("random") as the features the
+    # run trained on; only their fingerprint tells them apart.
+    manifest = json.loads((features / "manifest.json").read_text())
+    assert len(manifest["weights_fingerprint"]) == 64
+    data = make_synthetic(tmp_path / "syn", n_images=60, seed=1)
+    other = tmp_path / "other"
+    assert cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output",
+                     str(other), "--splits", "test", "--seed", "1", "--quiet"]) == 0
+    other_manifest = json.loads((other / "manifest.json").read_text())
+    assert other_manifest["weights"] == manifest["weights"]
+    assert other_manifest["weights_fingerprint"] != manifest["weights_fingerprint"]
+    method = build_feature_method("contrastive", load_features(features, split="train"))
+    method.evaluate_split(load_features(features, split="test"))  # the same weights: fine
+    with pytest.raises(ValueError, match="other weights"):
+        method.evaluate_split(load_features(other, split="test"))
+    # One folder holds one set of weights.
+    with pytest.raises(ValueError, match="other weights"):
+        cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output",
+                  str(other), "--splits", "val", "--seed", "2", "--quiet"])
