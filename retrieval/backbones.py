@@ -573,10 +573,41 @@ def _batches(n: int, batch_size: int) -> Iterable[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
+AMP_MODES = ("off", "auto", "bf16", "fp16")
+
+
+def inference_autocast(device: torch.device, amp: str = "off"):
+    """The autocast context of encoding under ``amp``.
+
+    ``"off"``: none (the model's own precision); ``"auto"``: bf16 on a CUDA device that
+    supports it, else fp16 there, and nothing on the CPU; ``"bf16"`` / ``"fp16"``: that type
+    on any device (CPU autocast supports both).
+    """
+    import contextlib
+
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return torch.autocast(device_type=device.type,
+                          dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _image_input_dtype(backbone: "ClipBackbone") -> torch.dtype:
+    # A model built in bf16/fp16 (open_clip precision) needs its pixels in the type of its
+    # first convolution or linear layer (open_clip leaves embeddings and norms in fp32).
+    for module in backbone.model.visual.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            return module.weight.dtype
+    return torch.float32
+
+
 @torch.no_grad()
 def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.device | None = None,
                   transform=None, verbose: bool = True, num_workers: int = 0,
-                  normalize: bool = True) -> np.ndarray:
+                  normalize: bool = True, amp: str = "off") -> np.ndarray:
     """Encode images in batches to a float32 array ``(N, d)``.
 
     Parameters
@@ -588,6 +619,11 @@ def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.
     images : sequence of paths, or a torch Dataset returning image tensors
     transform : callable, optional
         PIL image -> tensor; defaults to the backbone's evaluation ``preprocess``.
+    num_workers : int, default=0
+        DataLoader workers decoding and transforming images.
+    amp : {"off", "auto", "bf16", "fp16"}, default="off"
+        Mixed precision of the forward pass (:func:`inference_autocast`). A model built in
+        bf16 or fp16 encodes in its own precision either way.
     """
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -601,9 +637,12 @@ def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.
         ImageDataset(list(images), transform)
     device = torch.device(device) if device is not None else backbone.device
     method_encode = getattr(encoder, "encode_images", None)
+    input_dtype = _image_input_dtype(backbone)
+    autocast = inference_autocast(device, amp)
     was_training = encoder.training
     encoder.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
     chunks = []
     start = 0
     for batch in tqdm(loader, desc="encode images", disable=not verbose, leave=False):
@@ -616,11 +655,13 @@ def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.
             # Datasets of bare tensors: positions in the dataset (the loader keeps the order).
             indices = torch.arange(start, start + batch.shape[0])
         start += batch.shape[0]
-        if method_encode is not None:
-            # Methods get each image's dataset index (per-image seeded evaluation views).
-            emb = method_encode(batch.to(device), indices=indices.to(device))
-        else:
-            emb = encoder.encode_image(batch.to(device))
+        batch = batch.to(device=device, dtype=input_dtype, non_blocking=True)
+        with autocast:
+            if method_encode is not None:
+                # Methods get each image's dataset index (per-image seeded evaluation views).
+                emb = method_encode(batch, indices=indices.to(device))
+            else:
+                emb = encoder.encode_image(batch)
         if normalize:
             emb = F.normalize(emb.float(), dim=-1)
         chunks.append(emb.float().cpu().numpy())
@@ -631,13 +672,14 @@ def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.
 @torch.no_grad()
 def encode_texts(encoder, captions: Sequence[str], *, batch_size: int = 256,
                  device: str | torch.device | None = None, verbose: bool = True,
-                 normalize: bool = True) -> np.ndarray:
+                 normalize: bool = True, amp: str = "off") -> np.ndarray:
     """Encode captions in batches to a float32 array ``(N, d)`` (see :func:`encode_images`)."""
     from tqdm.auto import tqdm
 
     backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
     device = torch.device(device) if device is not None else backbone.device
     encode = getattr(encoder, "encode_texts", None) or encoder.encode_text
+    autocast = inference_autocast(device, amp)
     was_training = encoder.training
     encoder.eval()
     chunks = []
@@ -645,7 +687,8 @@ def encode_texts(encoder, captions: Sequence[str], *, batch_size: int = 256,
     for part in tqdm(list(_batches(n, batch_size)), desc="encode texts", disable=not verbose,
                      leave=False):
         ids = backbone.tokenize(list(captions[part])).to(device)
-        emb = encode(ids)
+        with autocast:
+            emb = encode(ids)
         if normalize:
             emb = F.normalize(emb.float(), dim=-1)
         chunks.append(emb.float().cpu().numpy())

@@ -667,24 +667,28 @@ def load_run(run_dir: str | os.PathLike, *, which: str = "best",
 # Evaluation of a model on a split
 # --------------------------------------------------------------------------------------------
 def encode_split(method, split, *, batch_size: int = 256, verbose: bool = True,
-                 max_images: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 max_images: int | None = None, amp: str = "off", num_workers: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encode every unique image once and every caption of a split.
 
     Returns image embeddings, caption embeddings and the caption -> image ids (the clean
-    ones when the split carries noise: evaluation always uses the true pairs).
+    ones when the split carries noise: evaluation always uses the true pairs). ``amp`` and
+    ``num_workers`` are those of :func:`~retrieval.backbones.encode_images`.
     """
     if max_images is not None and split.n_images > max_images:
         split = split.subset(max_images)
     ids = split.clean_text_image_ids if split.clean_text_image_ids is not None \
         else split.text_image_ids
-    images = encode_images(method, split.image_paths, batch_size=batch_size, verbose=verbose)
-    texts = encode_texts(method, split.captions, batch_size=batch_size, verbose=verbose)
+    images = encode_images(method, split.image_paths, batch_size=batch_size, verbose=verbose,
+                           amp=amp, num_workers=num_workers)
+    texts = encode_texts(method, split.captions, batch_size=batch_size, verbose=verbose, amp=amp)
     return images, texts, np.asarray(ids, dtype=np.int64)
 
 
 def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: int = 256,
                        verbose: bool = True, extra_manifest: dict[str, Any] | None = None,
-                       tokens: bool = False, image_tokens: bool = False):
+                       tokens: bool = False, image_tokens: bool = False, amp: str = "off",
+                       num_workers: int = 0):
     """Encode a split and write it in the precomputed-feature format (spec 4.4).
 
     Evaluation can then be rerun from ``folder`` without the backbone
@@ -718,7 +722,8 @@ def encode_to_features(method, split, folder: str | os.PathLike, *, batch_size: 
     from retrieval.data import save_features
 
     backbone = method.backbone if hasattr(method, "backbone") else method
-    images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose)
+    images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose,
+                                      amp=amp, num_workers=num_workers)
     optional: dict[str, np.ndarray] = {}
     if getattr(split, "dense_captions", None) is not None:
         optional["dense_pooled"] = _encode_dense_captions(method, backbone, split.dense_captions,
@@ -796,8 +801,8 @@ def _encode_text_tokens(backbone, captions, *, batch_size: int, verbose: bool
 
 
 def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True,
-                   max_images: int | None = None, protocol: str = "full",
-                   **metric_kwargs) -> dict[str, float]:
+                   max_images: int | None = None, protocol: str = "full", amp: str = "off",
+                   num_workers: int = 0, **metric_kwargs) -> dict[str, float]:
     """Retrieval metrics (spec 2.2) of a method or backbone on a split.
 
     A :class:`RetrievalMethod` evaluates itself (:meth:`RetrievalMethod.evaluate_split`: its
@@ -808,9 +813,10 @@ def evaluate_split(method, split, *, batch_size: int = 256, verbose: bool = True
 
     if isinstance(method, RetrievalMethod):
         return method.evaluate_split(split, batch_size=batch_size, verbose=verbose,
-                                     max_images=max_images, protocol=protocol, **metric_kwargs)
+                                     max_images=max_images, protocol=protocol, amp=amp,
+                                     num_workers=num_workers, **metric_kwargs)
     images, texts, ids = encode_split(method, split, batch_size=batch_size, verbose=verbose,
-                                      max_images=max_images)
+                                      max_images=max_images, amp=amp, num_workers=num_workers)
     return protocol_metrics(images, texts, ids, protocol, **metric_kwargs)
 
 
@@ -1198,7 +1204,9 @@ class Trainer:
                 if val_split is not None:
                     metrics = evaluate_split(method, val_split,
                                              batch_size=cfg.eval_batch_size,
-                                             verbose=False, max_images=cfg.val_max_images)
+                                             verbose=False, max_images=cfg.val_max_images,
+                                             amp="off" if self._amp_dtype(device) is None
+                                             else cfg.amp, num_workers=workers)
                     record.update({f"val_{k}": v for k, v in metrics.items()})
                     improved = not (metrics["rsum"] <= self.best_rsum_)
                 else:

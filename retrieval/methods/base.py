@@ -254,6 +254,7 @@ class RetrievalMethod(nn.Module):
     # ------------------------------------------------------------------ evaluation
     def evaluate_split(self, split: Any, *, batch_size: int = 256, verbose: bool = True,
                        max_images: int | None = None, protocol: str = "full",
+                       amp: str = "off", num_workers: int = 0,
                        **metric_kwargs: Any) -> dict[str, float]:
         """Retrieval metrics of this method on a split (used for validation, selection and
         ``evaluate``).
@@ -270,13 +271,18 @@ class RetrievalMethod(nn.Module):
             Only the first images of the split (and their captions).
         protocol : {"full", "1k-folds"}, default="full"
             ``"1k-folds"``: five folds of 1,000 consecutive images, metrics averaged (COCO 1K).
+        amp : {"off", "auto", "bf16", "fp16"}, default="off"
+            Mixed precision of the encoding (:func:`retrieval.backbones.inference_autocast`).
+        num_workers : int, default=0
+            DataLoader workers decoding the images.
         **metric_kwargs
             Passed to :func:`retrieval.evaluation.retrieval_metrics`.
         """
         from retrieval.training import encode_split
 
         images, texts, ids = encode_split(self, split, batch_size=batch_size, verbose=verbose,
-                                          max_images=max_images)
+                                          max_images=max_images, amp=amp,
+                                          num_workers=num_workers)
         return self.evaluate_embeddings(images, texts, ids, protocol=protocol, **metric_kwargs)
 
     def evaluate_embeddings(self, images: Any, texts: Any, text_image_ids: Any, *,

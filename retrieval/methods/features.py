@@ -233,8 +233,11 @@ class FeatureMethod(RetrievalMethod):
     # ------------------------------------------------------------------ evaluation
     def evaluate_split(self, split: Any, *, batch_size: int = 256, verbose: bool = True,
                        max_images: int | None = None, protocol: str = "full",
+                       amp: str = "off", num_workers: int = 0,
                        **metric_kwargs: Any) -> dict[str, float]:
-        """Metrics of the heads on a features split (exact FAISS search, spec 2.3)."""
+        """Metrics of the heads on a features split (exact FAISS search, spec 2.3).
+
+        ``amp`` and ``num_workers`` concern image encoding, which features do not need."""
         images, texts, ids = self.encode_features(split, batch_size=batch_size,
                                                   max_images=max_images)
         return self.evaluate_embeddings(images, texts, ids, protocol=protocol, **metric_kwargs)

@@ -199,3 +199,34 @@ def test_random_weights_of_a_real_model_are_warned_about(tmp_path, caplog):
     assert "random weights" not in caplog.text
     with pytest.raises(ValueError, match="open_clip_kwargs may not set"):
         create_backbone("tiny-vit", open_clip_kwargs={"precision": "bf16"})
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_models_encode_on_cpu(tmp_path, precision):
+    import numpy as np
+    from PIL import Image
+
+    from retrieval.backbones import encode_images
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    torch.manual_seed(0)
+    full = create_backbone("tiny-vit-64").eval()
+    low = create_backbone("tiny-vit-64", precision=precision).eval()
+    low.model.load_state_dict({k: v.to(low.model.state_dict()[k].dtype)
+                               for k, v in full.model.state_dict().items()})
+    reference = encode_images(full, paths, verbose=False)
+    for encoded in (encode_images(low, paths, verbose=False),
+                    encode_texts(low, ["a red circle", "a blue square"], verbose=False)):
+        assert encoded.dtype == np.float32 and np.isfinite(encoded).all()
+    got = encode_images(low, paths, verbose=False)
+    assert (np.sum(got * reference, axis=1) > 0.98).all()
+    # Mixed precision of an fp32 model on the CPU (autocast), and a bad mode.
+    mixed = encode_images(full, paths, verbose=False, amp="bf16")
+    assert (np.sum(mixed * reference, axis=1) > 0.98).all()
+    with pytest.raises(ValueError, match="amp must be"):
+        encode_images(full, paths, verbose=False, amp="fp8")
