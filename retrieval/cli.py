@@ -67,10 +67,42 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, split: str, **kwargs):
-    from retrieval.data import load_split
+    from retrieval.data import drop_unreadable_images, load_split
 
-    return load_split(args.data_root, split=split, format=args.format,
-                      image_root=getattr(args, "image_root", None), **kwargs)
+    loaded = load_split(args.data_root, split=split, format=args.format,
+                        image_root=getattr(args, "image_root", None), **kwargs)
+    if getattr(args, "skip_bad_images", False) and hasattr(loaded, "image_paths"):
+        loaded, dropped = drop_unreadable_images(loaded, workers=_workers(args),
+                                                 verbose=not getattr(args, "quiet", False))
+        if dropped:
+            print(f"{split}: skipped {len(dropped)} unreadable image(s) with their captions "
+                  f"({loaded.n_images} images left); see the log for each file",
+                  file=sys.stderr)
+    return loaded
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from retrieval.training import resolve_workers
+
+    return resolve_workers(getattr(args, "workers", None))
+
+
+def _backbone_options(args: argparse.Namespace) -> dict:
+    """``create_backbone`` options given on the command line (empty: the defaults)."""
+    options: dict = {}
+    if getattr(args, "force_quick_gelu", False):
+        options["force_quick_gelu"] = True
+    if getattr(args, "precision", None):
+        options["precision"] = args.precision
+    if getattr(args, "open_clip_kwargs", None):
+        try:
+            overrides = json.loads(args.open_clip_kwargs)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"--open-clip-kwargs is not valid JSON: {exc}") from None
+        if not isinstance(overrides, dict):
+            raise SystemExit("--open-clip-kwargs takes a JSON object")
+        options["open_clip_kwargs"] = overrides
+    return options
 
 
 # Messages of the loaders for a split that simply is not there (as opposed to a broken one).
@@ -141,11 +173,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr_new=lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         amp=args.amp, augment=not args.no_augment, num_workers=args.workers,
         val_max_images=val_max, grad_checkpointing=args.grad_checkpointing,
-        verbose=not args.quiet)
+        verbose=not args.quiet, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every)
     import torch
 
     torch.manual_seed(args.seed)
-    method = build_method(args.method, args.model, args.pretrained, method_config=method_config)
+    method = build_method(args.method, args.model, args.pretrained, method_config=method_config,
+                          backbone_options=_backbone_options(args))
     run_info = {"data_root": str(args.data_root), "format": args.format,
                 "noise_ratio": args.noise_ratio, "noise_file": args.noise_file,
                 "noise_seed": args.noise_seed, "command": " ".join(sys.argv)}
@@ -206,7 +240,8 @@ def _train_on_features(args: argparse.Namespace, train_split) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr_backbone=lr_backbone,
         lr_new=lr_new, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         amp=args.amp, augment=False, num_workers=args.workers,
-        val_max_images=args.val_max_images, verbose=not args.quiet)
+        val_max_images=args.val_max_images, verbose=not args.quiet, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every)
     run_info = {"data_root": str(args.data_root), "format": "features",
                 "noise_ratio": args.noise_ratio, "noise_seed": args.noise_seed,
                 "command": " ".join(sys.argv)}
@@ -228,6 +263,9 @@ def _model_from_args(args: argparse.Namespace):
     from retrieval.training import build_method, load_run
 
     if args.run:
+        if _backbone_options(args):
+            raise SystemExit("--force-quick-gelu, --precision and --open-clip-kwargs build a "
+                             "model from --model; a --run folder records its own")
         return load_run(args.run, which=args.which, device=args.device_resolved)
     if not args.model:
         raise SystemExit("give --run RUN_DIR or --model NAME")
@@ -235,7 +273,8 @@ def _model_from_args(args: argparse.Namespace):
 
     # Random weights (no --pretrained) must be the same model every time the command runs.
     torch.manual_seed(args.seed)
-    return build_method("contrastive", args.model, args.pretrained, device=args.device_resolved)
+    return build_method("contrastive", args.model, args.pretrained, device=args.device_resolved,
+                        backbone_options=_backbone_options(args))
 
 
 def _resolve_device(args: argparse.Namespace) -> None:
@@ -306,7 +345,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for seed in eval_seeds:
                 model.eval_seed = seed
                 runs.append(evaluate_split(model, split, batch_size=args.batch_size,
-                                           verbose=not args.quiet, protocol=args.protocol))
+                                           verbose=not args.quiet, protocol=args.protocol,
+                                           amp=args.amp, num_workers=_workers(args)))
             metrics = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
             # Sample standard deviation over the seeds (ddof=1; 0 for a single seed).
             metrics.update({f"{key}_std": float(np.std([run[key] for run in runs],
@@ -316,7 +356,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             try:
                 metrics = evaluate_split(model, split, batch_size=args.batch_size,
-                                         verbose=not args.quiet, protocol=args.protocol)
+                                         verbose=not args.quiet, protocol=args.protocol,
+                                         amp=args.amp, num_workers=_workers(args))
             except ValueError as exc:
                 if args.protocol != "1k-folds" or "folds" not in str(exc):
                     raise
@@ -375,7 +416,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
             split = split.with_dense_captions(args.dense_captions)
         out = encode_to_features(model, split, args.output, batch_size=args.batch_size,
                                  verbose=not args.quiet, extra_manifest=extra,
-                                 tokens=args.tokens, image_tokens=args.image_tokens)
+                                 tokens=args.tokens, image_tokens=args.image_tokens,
+                                 amp=args.amp, num_workers=_workers(args))
         print(f"wrote {split_name}: {split.n_images} images, {split.n_captions} captions -> "
               f"{out}")
     return 0
@@ -384,14 +426,66 @@ def cmd_encode(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and shows every option's default in ``--help``."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if (not action.help and action.option_strings and not action.required
+                and action.default is not argparse.SUPPRESS
+                and not isinstance(action, argparse._HelpAction)):
+            # argparse prints nothing for an option without help: give it its default.
+            import copy
+
+            action = copy.copy(action)
+            action.help = "(default: not set)" if action.default is None else \
+                "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or "default" in text
+                or action.default is argparse.SUPPRESS
+                or isinstance(action, argparse._HelpAction)):
+            return text
+        if action.default is None:
+            shown = "not set"
+        elif action.default is False and action.nargs == 0:
+            shown = "off"
+        else:
+            shown = str(action.default)
+        return f"{text} (default: {shown})".strip().replace("%", "%%")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a user's command causes (paths, names, formats, another run's folder),
+    reported as one line. Evaluated only when an error occurs: the imports are heavy."""
+    from retrieval.backbones import CheckpointError
+    from retrieval.data import UnreadableImageError
+
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, CheckpointError, UnreadableImageError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m retrieval``."""
     from retrieval.methods import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.split(
-        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log-level", default="INFO")
+        "\n")[0], formatter_class=_HelpFormatter)
+    parser.add_argument("--log-level", default="INFO",
+                        help="DEBUG also prints the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(*args, **kwargs):
+        # Every subcommand's --help shows each option's default.
+        return _add_parser(*args, formatter_class=_HelpFormatter, **kwargs)
+
+    sub.add_parser = add_parser
 
     p = sub.add_parser("make-synthetic", help="write the synthetic compositional set")
     p.add_argument("--output", required=True, type=Path)
@@ -407,13 +501,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--image-root", type=Path, default=None,
                        help="image folder of a Karpathy JSON (default: the data root)")
 
+    def backbone_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--force-quick-gelu", action="store_true",
+                       help="QuickGELU activations (OpenAI weights need them)")
+        p.add_argument("--precision", default=None,
+                       help="open_clip precision of the model (fp32, bf16, fp16, ...; "
+                            "default fp32)")
+        p.add_argument("--open-clip-kwargs", default=None,
+                       help="JSON object of further open_clip model options")
+
+    def image_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workers", type=int, default=None,
+                       help="image-decoding DataLoader workers (default: the CPUs this "
+                            "process may use, at most 8)")
+        p.add_argument("--skip-bad-images", action="store_true",
+                       help="decode every image first and leave unreadable ones (with their "
+                            "captions) out, logging each and reporting the count")
+
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--run", type=Path, help="a training run folder")
         p.add_argument("--which", choices=("best", "last"), default="best")
         p.add_argument("--model", help="open_clip model name (zero-shot)")
         p.add_argument("--pretrained", help="open_clip tag or local checkpoint file")
+        backbone_args(p)
         p.add_argument("--device", default="auto")
         p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--amp", default="off", choices=("off", "auto", "bf16", "fp16"),
+                       help="mixed precision of the encoding (auto: bf16/fp16 on CUDA)")
+        image_args(p)
         p.add_argument("--seed", type=int, default=0,
                        help="seed of the random initialisation when --pretrained is not given")
         p.add_argument("--quiet", action="store_true")
@@ -425,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained",
                    help="open_clip tag, local weights file, or a finished run folder (start "
                         "from its fine-tuned CLIP)")
+    backbone_args(p)
     data_args(p)
     p.add_argument("--output", required=True, type=Path, help="run folder")
     p.add_argument("--epochs", type=int, default=5)
@@ -443,8 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-file", help="a published noise index file instead")
     p.add_argument("--noise-level", choices=("caption", "image"), default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
+                   help="mixed precision on CUDA (auto: bf16 where supported, else fp16); "
+                        "the CPU trains in fp32")
+    image_args(p)
+    p.add_argument("--log-every", type=int, default=50,
+                   help="steps between checks of the loss (the loop's only host syncs)")
+    p.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="also checkpoint every N steps inside an epoch (0: epoch ends only)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--val-max-images", type=int, default=None,
                    help="validate on the first N images (default: 1000 for COCO, all otherwise)")
@@ -486,13 +608,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m retrieval`` and ``mvlp-retrieval``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # open_clip warns at root level for every randomly initialised model, which is the
-    # intended case for zero-shot baselines of the tiny models.
-    logging.getLogger().handlers[0].addFilter(
-        lambda record: "No pretrained weights loaded" not in record.getMessage())
-    return int(args.func(args) or 0)
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        parser.error(f"--log-level {args.log_level!r} is not a logging level (DEBUG, INFO, "
+                     "WARNING, ERROR)")
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        # A mistake in the command (a path, a name, a folder of another run) is one line;
+        # --log-level DEBUG shows where it was raised.
+        logger.debug("traceback of the error", exc_info=True)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,11 +53,86 @@ def test_zero_shot_train_evaluate_encode(synthetic, tmp_path, capsys):
         assert again[key] == pytest.approx(live[key], abs=1e-6)
 
 
-def test_missing_data_root_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        main(["evaluate", "--model", "tiny-vit", "--data-root", str(tmp_path / "nowhere")])
+def _one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert not any("Traceback" in line for line in err)
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", "--model", "tiny-vit", "--data-root",
+                 str(tmp_path / "nowhere")]) == 2
+    _one_line_error(capsys, "nowhere")
+
+
+def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--method", "contrastive", "--model", "tiny-vit", "--data-root",
+                 str(synthetic), "--output", str(run), "--epochs", "1", "--batch-size", "16",
+                 "--quiet", "--workers", "0"]) == 0
+    capsys.readouterr()
+    # A run folder of another method.
+    assert main(["train", "--method", "pcsr", "--model", "tiny-vit", "--data-root",
+                 str(synthetic), "--output", str(run), "--epochs", "1", "--batch-size", "16",
+                 "--quiet"]) == 2
+    _one_line_error(capsys, str(run), "method")
+    # Not a run folder; a missing weights file; wrong format for the folder.
+    assert main(["evaluate", "--run", str(tmp_path), "--data-root", str(synthetic)]) == 2
+    _one_line_error(capsys, "not a training run folder")
+    assert main(["evaluate", "--model", "tiny-vit", "--pretrained",
+                 str(tmp_path / "missing.pt"), "--data-root", str(synthetic)]) == 2
+    _one_line_error(capsys, "missing.pt")
+    assert main(["evaluate", "--model", "tiny-vit", "--data-root", str(synthetic),
+                 "--format", "karpathy"]) == 2
+    _one_line_error(capsys)
+    assert main(["evaluate", "--model", "no-such-model", "--data-root", str(synthetic)]) == 2
+    _one_line_error(capsys, "no-such-model")
+    # An unknown method is argparse's own one-line usage error.
+    with pytest.raises(SystemExit):
+        main(["train", "--method", "nope", "--data-root", str(synthetic), "--output",
+              str(tmp_path / "x")])
+
+
+def test_help_shows_every_default():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and "train" in a.choices)
+    for name, sub in subparsers.choices.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or action.required or action.dest == "help":
+                continue
+            text = formatter._format_action(action)
+            assert "default" in text, (name, action.option_strings, text)
+
+
+def test_bad_images_named_or_skipped(tmp_path, capsys, wheel_photos):
+    root = tmp_path / "set"
+    assert main(["make-synthetic", "--output", str(root), "--n-images", "60"]) == 0
+    from retrieval.data import load_split
+
+    victim = load_split(root, "test").image_paths[0]
+    data = wheel_photos[0].read_bytes()
+    with open(victim, "wb") as handle:
+        handle.write(data[: len(data) // 4])
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "tiny-vit", "--data-root", str(root), "--quiet",
+                 "--workers", "0"]) == 2
+    _one_line_error(capsys, victim)
+    assert main(["evaluate", "--model", "tiny-vit", "--data-root", str(root), "--quiet",
+                 "--skip-bad-images", "--amp", "bf16"]) == 0
+    assert "skipped 1 unreadable image" in capsys.readouterr().err
 
 
 def test_run_or_model_required(synthetic):
     with pytest.raises(SystemExit, match="--run RUN_DIR or --model NAME"):
         main(["evaluate", "--data-root", str(synthetic)])
+
+
+def test_open_clip_warning_is_not_hidden(synthetic, caplog):
+    with caplog.at_level("WARNING"):
+        assert main(["evaluate", "--model", "tiny-vit", "--data-root", str(synthetic),
+                     "--quiet", "--workers", "0"]) == 0
+    assert "No pretrained weights loaded" in caplog.text
