@@ -393,6 +393,25 @@ class ClipBackbone(nn.Module):
         return pooled, tokens, mask
 
 
+class _without_open_clip_random_warning:
+    """Context manager: drop open_clip's "No pretrained weights loaded" record while active."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    @staticmethod
+    def filter(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    def __enter__(self) -> None:
+        if self.active:
+            logging.getLogger().addFilter(self.filter)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            logging.getLogger().removeFilter(self.filter)
+
+
 def create_backbone(
     name: str,
     pretrained: str | os.PathLike | None = None,
@@ -466,10 +485,15 @@ def create_backbone(
         logger.warning("%s has random weights (no --pretrained given): its embeddings are "
                        "those of an untrained model; pass an open_clip tag or a weights file",
                        name)
+    # open_clip warns "No pretrained weights loaded" whenever it loads none itself; that is
+    # untrue when the weights come next (a local file here, a run's weights in load_run), so
+    # only then is its warning held back. A truly random model keeps it.
+    weights_follow = local_file is not None or (pretrained is None and not warn_random)
     try:
-        model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=tag, device=device, precision=precision,
-            force_quick_gelu=force_quick_gelu, **overrides)
+        with _without_open_clip_random_warning(weights_follow):
+            model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=tag, device=device, precision=precision,
+                force_quick_gelu=force_quick_gelu, **overrides)
     except TypeError as exc:
         raise ValueError(f"open_clip could not build {name!r} with options {overrides}: "
                          f"{exc}") from exc
