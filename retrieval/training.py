@@ -1026,7 +1026,7 @@ class Trainer:
                 loaders[id(dataset)] = (sampler, DataLoader(
                     SeededItems(dataset), batch_size=local_batch, sampler=sampler,
                     num_workers=workers, drop_last=True, collate_fn=method.collate,
-                    pin_memory=device.type == "cuda", persistent_workers=workers > 0))
+                    pin_memory=device.type == "cuda"))
             epoch_loaders.append(loaders[id(dataset)])
         optimizer = torch.optim.AdamW(
             method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
