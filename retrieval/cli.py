@@ -134,6 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.noise_file and args.noise_ratio:
         raise SystemExit("give --noise-file or --noise-ratio, not both")
+    if args.noise_file and args.skip_bad_images:
+        raise SystemExit("--noise-file indexes every image of the canonical training order: "
+                         "it cannot be applied once --skip-bad-images has left images out")
     # A published noise file indexes the canonical ("precomp") training order: refuse to apply
     # it to images in another order.
     train_split = _load(args, "train", **({"ids_file": "strict"} if args.noise_file else {}))
@@ -467,7 +470,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        # Re-raised from a DataLoader worker: the message carries the worker's traceback; its
+        # last line is the original "module.Error: message".
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -615,7 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         # A mistake in the command (a path, a name, a folder of another run) is one line;
         # --log-level DEBUG shows where it was raised.
         logger.debug("traceback of the error", exc_info=True)

@@ -50,8 +50,8 @@ from retrieval.metrics import (
     retrieval_metrics,
     tie_tolerance,
 )
-from retrieval.rerank import exhaustive_metrics, rerank_metrics, shortlist_recall_loss, \
-    shortlist_rerank
+from retrieval.rerank import RescoreFn, ScoreFn, exhaustive_metrics, rerank_metrics, \
+    shortlist_recall_loss, shortlist_rerank  # noqa: F401 (the type aliases stay importable)
 
 __all__ = [
     "INDEX_KINDS",

@@ -20,9 +20,9 @@ process used in a step keeps no gradient, as in one process, so AdamW does not m
 The loop reads nothing back from the device between ``log_every`` steps (loss finiteness and
 the progress bar are checked there); the schedule counts optimiser updates, so a step the fp16
 gradient scaler skips does not advance it. Random augmentation is seeded per item and epoch
-(:class:`SeededItems`), so any number of processes or workers draws the same crops, and a run
-resumed from a mid-epoch checkpoint (``checkpoint_every``) ends with the weights of an
-uninterrupted one.
+(:class:`SeededItems`), so any number of processes or workers draws the same crops, and every
+step reseeds the method's own random stream (:func:`step_seed`), so a run resumed from a
+mid-epoch checkpoint (``checkpoint_every``) ends with the weights of an uninterrupted one.
 
 A run folder holds ``config.json`` (model, method and training settings), ``checkpoint_last.pt``
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
@@ -120,7 +120,7 @@ class TrainConfig:
         Steps between the loop's host synchronisations: the check that losses are finite and
         the progress bar's loss. Nothing else reads the device back during an epoch.
     checkpoint_every : int or None, default=1000
-        Also write ``checkpoint_last.pt`` every this many optimiser steps inside an epoch, so
+        Also write ``checkpoint_last.pt`` every this many training steps inside an epoch, so
         that a pre-empted COCO epoch (thousands of steps) resumes where it stopped, with the
         same result as an uninterrupted run. None or 0: at epoch ends only.
     """
@@ -301,14 +301,22 @@ class _TrainingStep(torch.nn.Module):
         return self.method.training_step(batch, self.gather, epoch=epoch)
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one training item's random augmentation in one epoch.
+def epoch_item_seeds(seed: int, epoch: int, n_items: int) -> np.ndarray:
+    """The seed of every training item's random augmentation in one epoch, ``(n_items,)``.
 
-    It depends on the item, not on the process, worker or position that loads it, so one
-    process and several draw the same crops, and a resumed epoch draws what it would have.
+    A seed depends on the item and the epoch, not on the process, worker or position that loads
+    it, so one process and several draw the same crops, and a resumed epoch draws what it would
+    have.
     """
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
-               >> np.uint64(1))
+    return np.random.default_rng([int(seed), int(epoch)]).integers(
+        0, np.iinfo(np.int64).max, size=int(n_items), dtype=np.int64)
+
+
+def step_seed(seed: int, epoch: int, rank: int, step: int) -> int:
+    """The seed of torch's random stream for one training step of one process (the method's
+    own randomness: dropout, sampled views), so that a run resumed at any step draws the same
+    numbers as an uninterrupted one."""
+    return int(np.random.SeedSequence([seed, epoch, rank, step]).generate_state(1)[0])
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -326,19 +334,25 @@ class EpochSampler(torch.utils.data.Sampler):
                                         shuffle=True, seed=seed, drop_last=True)
         self.seed = int(seed)
         self.local_batch = int(local_batch)
-        self.epoch = 0
-        self.first_batch = 0
+        self.n_items = int(n_items)
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int, first_batch: int = 0) -> None:
         self.epoch, self.first_batch = int(epoch), int(first_batch)
         self.order.set_epoch(epoch)
+        self.seeds = epoch_item_seeds(self.seed, self.epoch, self.n_items)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Local batches of a whole epoch (the loader drops an incomplete last one)."""
+        return len(self.order) // self.local_batch
 
     def __len__(self) -> int:
         return len(self.order) - self.first_batch * self.local_batch
 
     def __iter__(self):
         indices = list(self.order)[self.first_batch * self.local_batch:]
-        return iter([(index, item_seed(self.seed, self.epoch, index)) for index in indices])
+        return iter([(index, int(self.seeds[index])) for index in indices])
 
 
 class SeededItems(torch.utils.data.Dataset):
@@ -356,8 +370,10 @@ class SeededItems(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         index, seed = key
+        # Only the CPU generator: transforms draw from it, and seeding CUDA here would
+        # overwrite the training loop's own stream when items load in the main process.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 
@@ -374,34 +390,6 @@ def resolve_workers(num_workers: int | None, world_size: int = 1) -> int:
         cpus = os.cpu_count() or 1
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     return max(0, min(8, cpus // max(1, local_processes)))
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch (CPU and CUDA) random states, as tensors and plain values that
-    load under ``weights_only=True``."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": json.dumps(random.getstate()),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "cached": float(cached), "kind": kind},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back what :func:`capture_rng_state` took."""
-    version, internal, gauss = json.loads(state["python"])
-    random.setstate((version, tuple(internal), gauss))
-    numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["position"], numpy_state["has_gauss"],
-                         numpy_state["cached"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
@@ -508,8 +496,8 @@ def build_method(method: str, model: str, pretrained: str | os.PathLike | None =
         if run_model != model:
             raise ValueError(f"--pretrained run {pretrained} trained model {run_model!r}, not "
                              f"{model!r}")
-        if not options:
-            options = read_run_config(pretrained).get("backbone_options") or {}
+        # The run's own options, with what the caller gives on top.
+        options = {**(read_run_config(pretrained).get("backbone_options") or {}), **options}
         backbone = create_backbone(model, None, device="cpu", warn_random=False, **options)
         missing, unexpected = backbone.model.load_state_dict(state, strict=False)
         if missing or unexpected:
@@ -962,8 +950,9 @@ class Trainer:
             Return once this many epochs (in total) are done, keeping the schedule of the
             full ``config.epochs``: a time-boxed job calls ``fit`` again to continue.
         stop_after_step : int, optional
-            Return after this many optimiser steps (in total, over all epochs), writing a
-            mid-epoch checkpoint there: what a pre-empted job leaves behind.
+            Return after this many training steps (batches, in total over all epochs; a step
+            the fp16 scaler skipped counts), writing a mid-epoch checkpoint there: what a
+            pre-empted job leaves behind.
         """
         cfg = self.config
         context = init_distributed(cfg.device)
@@ -1086,7 +1075,6 @@ class Trainer:
             self.best_epoch_ = int(state["best_epoch"])
             if state.get("partial"):
                 partial = json.loads(state["partial"])
-                partial["rng"] = state["rng"]
                 if partial["epoch"] != start_epoch:
                     raise CheckpointError(f"{last_path}: a mid-epoch state of epoch "
                                           f"{partial['epoch']} after epoch {start_epoch - 1}")
@@ -1111,18 +1099,20 @@ class Trainer:
         global_step = sum(len(loader) for _, loader in epoch_loaders[:start_epoch]) + (
             partial["steps"] if partial else 0)
         log_every = max(1, int(cfg.log_every))
+        if stop_after_step is not None and global_step >= stop_after_step:
+            return self
+        stopped = False
         for epoch in range(start_epoch, end_epoch):
             sampler, loader = epoch_loaders[epoch]
-            steps_per_epoch = len(loader)
+            steps_per_epoch = sampler.batches_per_epoch
             method.train()
             if partial is not None:
                 # Continue a pre-empted epoch: the hooks' state (subsets, caches) came back
-                # with the weights; the random streams continue where they stopped.
+                # with the weights; every step reseeds its own random stream (step_seed).
                 first_step, epoch_log = int(partial["steps"]), dict(partial["log"])
                 sums = {k: torch.tensor(v, device=device, dtype=torch.float64)
                         for k, v in partial["sums"].items()}
                 elapsed_before = float(partial["train_time_s"])
-                restore_rng_state(partial["rng"])
                 method.resume_epoch(epoch, epoch_context(epoch, epoch_log))
                 partial = None
             else:
@@ -1138,10 +1128,10 @@ class Trainer:
                        total=steps_per_epoch, disable=not (cfg.verbose and context.is_main),
                        leave=False)
             step = first_step
-            stopped = False
             for batch in bar:
                 batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
                          for k, v in batch.items()}
+                torch.manual_seed(step_seed(cfg.seed, epoch, context.rank, step))
                 with autocast:
                     losses = step_module(batch, epoch)
                 loss = losses["loss"]
@@ -1222,7 +1212,7 @@ class Trainer:
                     if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
             context.barrier()
             if stopped:
-                return self
+                break
         best_path = self.output_dir / BEST_WEIGHTS
         if val_split is not None and best_path.is_file():
             # Leave the method as selected on validation, as load_run(...) would rebuild it.
@@ -1232,8 +1222,7 @@ class Trainer:
     def _save_last(self, method, optimizer, scheduler, scaler, epoch: int, *,
                    partial: dict[str, Any] | None = None) -> None:
         """Write ``checkpoint_last.pt``: after epoch ``epoch``, plus a mid-epoch position
-        (``partial``: the epoch in progress, its steps done, running sums and log) with the
-        random streams to continue it exactly."""
+        (``partial``: the epoch in progress, its steps done, running sums and log)."""
         state = {
             "method": cpu_state_dict(method),
             "optimizer": optimizer.state_dict(),
@@ -1245,7 +1234,6 @@ class Trainer:
             # JSON text keeps the history loadable under weights_only=True.
             "history": json.dumps(self.history_),
             "partial": json.dumps(partial) if partial is not None else "",
-            "rng": capture_rng_state() if partial is not None else {},
         }
         tmp = self.output_dir / (LAST_CHECKPOINT + ".tmp")
         torch.save(state, tmp)

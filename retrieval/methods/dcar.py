@@ -312,6 +312,12 @@ class DualPromptCategoryReweighting(RetrievalMethod):
             End-token position of each caption (original indexing).
         """
         model = self.backbone.model
+        pool = getattr(model, "text_pool_type", "argmax")
+        if pool not in ("argmax", "eos"):
+            # The prompts shift every position after the start token by n; only an end token
+            # found in the caption itself can follow them.
+            raise NotImplementedError(f"DCAR's text prompts need end-of-text pooling (argmax or "
+                                      f"eos); {self.backbone.name} pools with {pool!r}")
         n = self.n_prompts
         token_ids = self._fit_context(token_ids)
         length = token_ids.shape[1]

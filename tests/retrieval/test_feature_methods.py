@@ -208,3 +208,29 @@ def test_features_of_other_weights_are_refused_by_fingerprint(features, tmp_path
     assert cli_main(["encode", "--model", MODEL, "--data-root", str(data), "--output",
                      str(other), "--splits", "val", "--seed", "2", "--quiet"]) == 2
     assert "other weights" in capsys.readouterr().err
+
+
+def test_mid_epoch_resume_of_a_feature_form_equals_an_uninterrupted_run(features, tmp_path):
+    # Feature forms keep one dataset (one loader and sampler) for all epochs: the epoch after
+    # a resumed one must run, count and average all of its steps.
+    train = load_features(features, split="train")
+    val = load_features(features, split="val")
+
+    def fit(out, **kw):
+        torch.manual_seed(0)  # the same initial heads (a resumed run loads its own anyway)
+        method = build_feature_method("contrastive", train)
+        return Trainer(method, small_config(3, checkpoint_every=4), out).fit(train, val, **kw)
+
+    full = fit(tmp_path / "full")
+    steps = train.n_captions // 32
+    part = tmp_path / "part"
+    fit(part, stop_after_step=steps // 2)
+    fit(part, stop_after_step=steps + 3)
+    resumed = fit(part)
+    assert [r["train_loss"] for r in resumed.history_] == pytest.approx(
+        [r["train_loss"] for r in full.history_], rel=1e-6)
+    a = torch.load(tmp_path / "full" / LAST_CHECKPOINT, weights_only=True)
+    b = torch.load(part / LAST_CHECKPOINT, weights_only=True)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 3 * steps
+    for key in a["method"]:
+        torch.testing.assert_close(a["method"][key], b["method"][key])
