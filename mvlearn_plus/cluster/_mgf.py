@@ -352,7 +352,7 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
             w = self._fusion_weights(Z_data, Zv_data)
             Z_old = Z_data
             Z_data = np.tensordot(w, np.asarray(Zv_data), axes=1) - gamma / (4.0 * beta) * E_F
-            Z_data = np.maximum(Z_data / w.sum(), 0.0)
+            Z_data = pattern.symmetrize(np.maximum(Z_data / w.sum(), 0.0))
             Z_views_sparse = [pattern.matrix(d) for d in Zv_data]
             history.append(
                 self._objective(views, Z_views_sparse, pattern.matrix(Z_data), E_F)
@@ -446,6 +446,13 @@ class _UnionPattern:
             rows = idx.ravel().astype(np.int64)
             self.direct.append(np.searchsorted(self.keys, rows * n + cols).reshape(n, k))
             self.transposed.append(np.searchsorted(self.keys, cols * n + rows).reshape(n, k))
+        # The pattern holds (i, j) and (j, i) together: where each entry's mirror sits.
+        self.mirror = np.searchsorted(self.keys, self.cols * n + self.rows)
+
+    def symmetrize(self, data):
+        """Exactly symmetric values: float sums gathered in another order (bincount, several
+        views) can leave (i, j) and (j, i) one rounding apart."""
+        return 0.5 * (data + data[self.mirror])
 
     def symmetric_data(self, view, column_values):
         """Values of ``(C + C^T) / 2`` on the pattern, ``C[N(j), j] = column_values[j]``."""
@@ -453,7 +460,7 @@ class _UnionPattern:
         flat = column_values.ravel()
         direct = np.bincount(self.direct[view].ravel(), weights=flat, minlength=size)
         transposed = np.bincount(self.transposed[view].ravel(), weights=flat, minlength=size)
-        return 0.5 * (direct + transposed)
+        return self.symmetrize(0.5 * (direct + transposed))
 
     def matrix(self, data):
         return sp.csr_matrix((data, self.cols, self.indptr), shape=(self.n, self.n))
