@@ -72,7 +72,13 @@ def test_user_errors_are_one_line(synthetic, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--method", "contrastive", "--model", "tiny-vit", "--data-root",
                  str(synthetic), "--output", str(run), "--epochs", "1", "--batch-size", "16",
-                 "--quiet", "--workers", "0"]) == 0
+                 "--quiet", "--workers", "0", "--force-quick-gelu", "--checkpoint-every", "7",
+                 "--log-every", "3"]) == 0
+    # The options reach the run (not accepted and dropped).
+    config = json.loads((run / "config.json").read_text())
+    assert config["backbone_options"]["force_quick_gelu"] is True
+    assert config["train"]["checkpoint_every"] == 7 and config["train"]["log_every"] == 3
+    assert config["train"]["num_workers"] == 0
     capsys.readouterr()
     # A run folder of another method.
     assert main(["train", "--method", "pcsr", "--model", "tiny-vit", "--data-root",
