@@ -63,7 +63,7 @@ def main() -> None:
         else:
             # mPAC's consensus: the aligned partitions weighted as in its Y update.
             embedding = normalize(sum(F @ R / w for F, R, w in zip(
-                model.view_embeddings_, model.rotations_, model.view_weights_)))
+                model.view_embeddings_, model.rotations_, model.alignment_weights_)))
         points = PCA(n_components=2, random_state=0).fit_transform(embedding)
         ax = axes[row, 1]
         ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=8)

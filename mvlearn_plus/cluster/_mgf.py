@@ -8,6 +8,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
@@ -63,8 +64,14 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         unit diagonal and ``alpha`` means the same on every view).
     beta : float, default=10.0
         Weight of the fusion term.
-    gamma : float, default=0.01
-        Weight of the rank (spectral) term. It acts through ``gamma / (4 beta)``.
+    gamma : float or "auto", default=0.01
+        Weight of the rank (spectral) term. It acts through ``gamma / (4 beta)``. ``"auto"`` is
+        the adaptive rule of the CAN/CLR line of work [2]_: after each fusion step the
+        connected components of ``Z`` are counted; fewer than ``n_clusters`` doubles ``gamma``,
+        more halves it, starting where the rank correction is 1 % of the consensus graph in
+        norm. The fit then ends only once ``Z`` has exactly ``n_clusters`` components (or at
+        ``max_iter``), and the labels are those components. No labels are used. Ignored by
+        ``variant="reference"``, which keeps the official ``0.01``.
     laplacian : {"normalized", "unnormalized"}, default="normalized"
         ``L_sym = I - D^{-1/2} Z D^{-1/2}`` or ``L = D - Z`` for the rank term and the embedding.
     n_neighbors : int, default=20
@@ -108,7 +115,12 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
     objective_history_ : list of float
         Objective after each iteration (the rank term evaluated with that iteration's ``F``).
     converged_ : bool
-        Whether the relative change of ``Z`` fell below ``tol`` before ``max_iter``.
+        Whether the relative change of ``Z`` fell below ``tol`` before ``max_iter`` (with
+        ``gamma="auto"``: and ``Z`` had ``n_clusters`` connected components).
+    gamma_ : float
+        The rank weight of the last iteration (``gamma`` itself unless ``gamma="auto"``).
+    n_components_ : int
+        Connected components of the final fused graph ``Z``.
     algorithm_ : str
         The path used, ``"dense"`` or ``"knn"``.
     n_views_ : int
@@ -128,6 +140,13 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
        (the official code inverts ``n x n`` systems, ``O(V n^3)``) and uses partial
        eigensolvers.
 
+    With ``gamma="auto"`` the rank step (``Z`` minus ``gamma / (4 beta)`` times the embedding
+    distances) measures distances between the rows of the row-normalised embedding, the space
+    k-means clusters in, rather than the exact ``f_i / sqrt(d_i)`` of ``tr(F^T L_sym F)``: with
+    the exact rows, low-degree samples have the largest distances, so a strong rank term cut
+    them off one by one (on 3Sources the rule produced components of 2 and 6 samples) instead
+    of separating clusters. A fixed ``gamma`` keeps the exact rows.
+
     The fusion weight uses ``max(||Z - Z_v||_F, 1e-12 (1 + ||Z||_F))`` so that a view equal to
     the consensus (always the case with one view) gets a large but finite weight.
 
@@ -141,6 +160,8 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
     .. [1] Z. Kang, G. Shi, S. Huang, W. Chen, X. Pu, J. T. Zhou, Z. Xu. "Multi-graph fusion for
        multi-view spectral clustering." Knowledge-Based Systems 189:105102, 2020.
        arXiv:1909.06940.
+    .. [2] F. Nie, X. Wang, M. I. Jordan, H. Huang. "The constrained Laplacian rank algorithm
+       for graph-based clustering." AAAI 2016.
 
     Examples
     --------
@@ -159,7 +180,7 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "beta": [Interval(Real, 0, None, closed="neither")],
-        "gamma": [Interval(Real, 0, None, closed="left")],
+        "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "laplacian": [StrOptions({"normalized", "unnormalized"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "algorithm": [StrOptions({"auto", "dense", "knn"})],
@@ -249,23 +270,27 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         F, laplacian_values = spectral_embedding(
             Z, self.n_clusters, normalized=self._normalized, random_state=rng, initial=initial
         )
+        if self.gamma == "auto" and self.variant != "reference":
+            # The adaptive rule compares rows of the row-normalised embedding (the space k-means
+            # clusters in), not the exact f_i / sqrt(d_i) of tr(F^T L_sym F): with the exact
+            # rows low-degree samples get the largest distances, and the rule cut them off one
+            # by one (3Sources: components of 2 and 6 samples) instead of splitting clusters.
+            return F, normalize(F)
         if self._normalized:
             d = degree(Z)
-            G = F / np.sqrt(np.where(d > 0, d, 1.0))[:, None]
-        else:
-            G = F
-        return F, G
+            return F, F / np.sqrt(np.where(d > 0, d, 1.0))[:, None]
+        return F, F
 
     def _fusion_weights(self, Z, Z_views):
         z_norm = float(np.linalg.norm(Z))
         floor = 1e-12 * (1.0 + z_norm)
         return np.array([0.5 / max(float(np.linalg.norm(Z - Zv)), floor) for Zv in Z_views])
 
-    def _objective(self, views, Z_views, Z, E_F, weights_unused=None):
+    def _objective(self, views, Z_views, Z, E_F, gamma):
         recon = sum(reconstruction_error(X, Zv) for X, Zv in zip(views, Z_views))
         ridge = self.alpha * sum(float(np.sum(_data(Zv) ** 2)) for Zv in Z_views)
         fusion = self.beta * sum(float(np.linalg.norm(_data(Z) - _data(Zv))) for Zv in Z_views)
-        rank = self.gamma * 0.5 * float(np.sum(_data(Z) * E_F))
+        rank = gamma * 0.5 * float(np.sum(_data(Z) * E_F))
         return recon + ridge + fusion + rank
 
     def _progress(self):
@@ -274,7 +299,9 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
     def _fit_dense(self, views, rng):
         n = views[0].shape[0]
         reference = self.variant == "reference"
-        alpha, beta, gamma = self.alpha, self.beta, self.gamma
+        alpha, beta = self.alpha, self.beta
+        rank_rule = _RankRule(self.gamma, enabled=not reference)
+        gamma = rank_rule.initial_gamma
         eigs = [GramEigen(X) for X in views]
         V = len(views)
         if reference:
@@ -301,17 +328,23 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
             w = self._fusion_weights(Z, Z_views)
             Z_old = Z
             # Accumulate in place: stacking the V graphs would double the dense path's memory.
-            Z = E_F * (-gamma / (4.0 * beta))
+            Z = np.zeros_like(Z_old)
             for weight, Zv in zip(w, Z_views):
                 Z += weight * Zv
+            if rank_rule.auto and rank_rule.gamma is None:
+                rank_rule.start(Z / w.sum(), E_F / (4.0 * beta * w.sum()))
+            gamma = rank_rule.gamma if rank_rule.auto else gamma
+            Z -= (gamma / (4.0 * beta)) * E_F
             Z /= w.sum()
             np.maximum(Z, 0.0, out=Z)
             if not reference:
                 np.fill_diagonal(Z, 0.0)
-            history.append(self._objective(views, Z_views, Z, E_F))
+            history.append(self._objective(views, Z_views, Z, E_F, gamma))
             change = relative_change(Z, Z_old)
-            logger.debug("MGF iteration %d: objective %.6g, change %.3g", t, history[-1], change)
-            if t >= min_iter and change < self.tol:
+            settled = rank_rule.update(Z, self.n_clusters)
+            logger.debug("MGF iteration %d: objective %.6g, change %.3g, gamma %.3g, "
+                         "%d components", t, history[-1], change, gamma, rank_rule.n_components)
+            if t >= min_iter and change < self.tol and settled:
                 converged = True
                 break
         self.n_iter_ = t
@@ -319,13 +352,17 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self.objective_history_ = history
         self.view_weights_ = w / w.sum()
         self._view_weights_raw = w
+        self.gamma_ = float(gamma)
+        self.n_components_ = rank_rule.n_components
         # The official code labels with the embedding of the previous iteration's graph.
         F_final = F if reference else self._embed(Z, rng)[0]
         return Z, F_final
 
     def _fit_knn(self, views, rng):
         n = views[0].shape[0]
-        alpha, beta, gamma = self.alpha, self.beta, self.gamma
+        alpha, beta = self.alpha, self.beta
+        rank_rule = _RankRule(self.gamma)
+        gamma = rank_rule.initial_gamma
         k = min(self.n_neighbors, n - 1)
         V = len(views)
         locals_, neighbours = [], []
@@ -351,15 +388,20 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
                 Zv_data[v] = pattern.symmetric_data(v, vals[v])
             w = self._fusion_weights(Z_data, Zv_data)
             Z_old = Z_data
-            Z_data = np.tensordot(w, np.asarray(Zv_data), axes=1) - gamma / (4.0 * beta) * E_F
-            Z_data = pattern.symmetrize(np.maximum(Z_data / w.sum(), 0.0))
+            consensus = np.tensordot(w, np.asarray(Zv_data), axes=1) / w.sum()
+            if rank_rule.auto and rank_rule.gamma is None:
+                rank_rule.start(consensus, E_F / (4.0 * beta * w.sum()))
+            gamma = rank_rule.gamma if rank_rule.auto else gamma
+            Z_data = consensus - (gamma / (4.0 * beta * w.sum())) * E_F
+            Z_data = pattern.symmetrize(np.maximum(Z_data, 0.0))
             Z_views_sparse = [pattern.matrix(d) for d in Zv_data]
-            history.append(
-                self._objective(views, Z_views_sparse, pattern.matrix(Z_data), E_F)
-            )
+            Z_new = pattern.matrix(Z_data)
+            history.append(self._objective(views, Z_views_sparse, Z_new, E_F, gamma))
             change = relative_change(Z_data, Z_old)
-            logger.debug("MGF-kNN iteration %d: objective %.6g, change %.3g", t, history[-1], change)
-            if t >= 3 and change < self.tol:
+            settled = rank_rule.update(Z_new, self.n_clusters)
+            logger.debug("MGF-kNN iteration %d: objective %.6g, change %.3g, gamma %.3g, "
+                         "%d components", t, history[-1], change, gamma, rank_rule.n_components)
+            if t >= 3 and change < self.tol and settled:
                 converged = True
                 break
         self.n_iter_ = t
@@ -367,6 +409,8 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self.objective_history_ = history
         self.view_weights_ = w / w.sum()
         self._view_weights_raw = w
+        self.gamma_ = float(gamma)
+        self.n_components_ = rank_rule.n_components
         Z = pattern.matrix(Z_data)
         F_final, _ = self._embed(Z, rng, initial=F)
         return Z, F_final
@@ -411,6 +455,52 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         labels = np.argmin(sq_dist, axis=1).astype(np.int64)
         labels[~has_code] = fallback[~has_code]
         return labels
+
+
+class _RankRule:
+    """The adaptive rank weight of the CAN/CLR line of work (Nie et al., 2014, 2016).
+
+    The rank term of MGF exists to give the fused graph exactly ``c`` connected components, but
+    no fixed ``gamma`` does that on every dataset (the term's scale depends on the graph's
+    values and the embedding). With ``gamma="auto"`` the weight follows the graph: after each
+    fusion step the connected components of ``Z`` are counted (exactly, on its non-zero
+    pattern); fewer than ``c`` doubles ``gamma``, more than ``c`` halves it. The first value
+    makes the rank term 1 % of the consensus graph in norm, so the rule starts from the scale of
+    the data rather than from a constant.
+    """
+
+    #: Size of the first rank correction relative to the consensus graph (Frobenius norms).
+    START_RATIO = 0.01
+
+    def __init__(self, gamma, *, enabled: bool = True):
+        self.auto = gamma == "auto" and enabled
+        self.gamma = None if self.auto else (0.01 if gamma == "auto" else float(gamma))
+        self.n_components = None
+
+    @property
+    def initial_gamma(self) -> float:
+        return 0.0 if self.gamma is None else self.gamma
+
+    def start(self, consensus, unit_term) -> None:
+        """Set ``gamma`` so that ``gamma * unit_term`` is ``START_RATIO`` of ``consensus``."""
+        term = float(np.linalg.norm(_data(unit_term)))
+        scale = float(np.linalg.norm(_data(consensus)))
+        self.gamma = self.START_RATIO * scale / term if term > 0 and scale > 0 else 1.0
+
+    def update(self, Z, n_clusters: int) -> bool:
+        """Count the components of ``Z``, adapt ``gamma`` and say whether the count is ``c``."""
+        positive = sp.csr_matrix(Z > 0) if not sp.issparse(Z) else Z.copy()
+        if sp.issparse(positive):
+            positive.data = (positive.data > 0).astype(np.int8)
+            positive.eliminate_zeros()
+        self.n_components = int(connected_components(positive, directed=False)[0])
+        if not self.auto:
+            return True
+        if self.n_components < n_clusters:
+            self.gamma *= 2.0
+        elif self.n_components > n_clusters:
+            self.gamma *= 0.5
+        return self.n_components == n_clusters
 
 
 def _data(M):

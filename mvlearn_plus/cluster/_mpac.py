@@ -73,6 +73,17 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         Maximum number of generalised power iterations per ``F_v`` update.
     n_init : int, default=10
         k-means restarts for the initial indicator.
+    indicator : {"one-hot", "normalized"}, default="one-hot"
+        Form of ``Y`` in the alignment term. ``"one-hot"`` is the paper's ``Y``; its norm
+        ``sqrt(n)`` against ``sqrt(c)`` for each ``F_v`` makes the pull towards the current
+        labels grow with ``n / c``, and on the shipped datasets a whole fit changed 0-7 labels.
+        ``"normalized"`` uses ``Y (Y^T Y)^{-1/2}``, which has orthonormal columns like every
+        ``F_v R_v``, so ``gamma / beta`` means the same at any ``n`` and ``c`` and the labels
+        move (the label step then maximises ``sum_j (sum_{i in j} M_ij) / sqrt(n_j)`` by a
+        few sweeps of the row rule).
+    init : "consensus" or array-like of shape (n_samples,), default="consensus"
+        Initial labels: k-means on the row-normalised concatenation of the initial partitions,
+        or the given labels (integers in ``[0, n_clusters)``).
     store_graphs : bool, default=False
         Keep the learned ``S_v`` in ``view_affinities_`` (``V`` dense ``n x n`` matrices on the
         dense path).
@@ -97,8 +108,13 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     rotations_ : list of ndarray of shape (n_clusters, n_clusters)
         The rotations ``R_v``.
     view_weights_ : ndarray of shape (n_views,)
-        ``w_v`` (on the simplex; a smaller ``w_v`` means better agreement and a larger
-        influence ``1 / w_v``).
+        Influence of each view on the labels, ``(1 / w_v) / sum_u (1 / w_u)``: larger means
+        more influence, as in the other estimators.
+    alignment_weights_ : ndarray of shape (n_views,)
+        The model's own weights ``w_v`` (on the simplex, proportional to the alignment
+        residual ``||Y - F_v R_v||``: smaller means better agreement).
+    n_labels_changed_ : int
+        Samples whose final label differs from the initial one (the iterations' net effect).
     view_affinities_ : list of ndarray or csr_matrix
         The graphs ``S_v``; only with ``store_graphs=True``.
     n_iter_ : int
@@ -155,6 +171,8 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         "inner_max_iter": [Interval(Integral, 1, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "store_graphs": ["boolean"],
+        "indicator": [StrOptions({"normalized", "one-hot"})],
+        "init": [StrOptions({"consensus"}), "array-like"],
         "variant": [StrOptions({"corrected", "reference"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -174,6 +192,8 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         inner_max_iter: int = 100,
         n_init: int = 10,
         store_graphs: bool = False,
+        indicator: str = "one-hot",
+        init="consensus",
         variant: str = "corrected",
         random_state=None,
         verbose=False,
@@ -189,6 +209,8 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         self.inner_max_iter = inner_max_iter
         self.n_init = n_init
         self.store_graphs = store_graphs
+        self.indicator = indicator
+        self.init = init
         self.variant = variant
         self.random_state = random_state
         self.verbose = verbose
@@ -230,15 +252,16 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         n_search = min(max(pkn_k + 1, support_k), n - 1)
         neighbour_lists = [knn_search(X, n_search) for X in views]
         F_views = self._initial_partitions(neighbour_lists, pkn_k, c, rng, n)
+        normalized = self.indicator == "normalized" and not reference
         if reference:
             labels = np.argmax(np.sum(F_views, axis=0), axis=1)
             rotations = [np.eye(c) for _ in range(V)]
         else:
-            stacked = normalize(np.hstack(F_views))
-            labels = KMeans(c, n_init=self.n_init, random_state=rng).fit_predict(stacked)
-            Y = _one_hot(labels, c)
+            labels = self._initial_labels(F_views, c, n, rng)
+            Y = _indicator(labels, c, normalized)
             rotations = [polar_factor(F.T @ Y) for F in F_views]
         weights = np.full(V, 1.0 / V)
+        initial_labels = labels.copy()
 
         if algorithm == "dense":
             solvers = [_DenseGraphSolver(X, self.alpha, reference) for X in views]
@@ -253,7 +276,7 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         progress = tqdm(range(1, self.max_iter + 1), desc="mPAC", disable=not self.verbose,
                         leave=False)
         for t in progress:
-            Y = _one_hot(labels, c)
+            Y = _indicator(labels, c, normalized)
             for v in range(V):
                 S = solvers[v].graph(F_views[v], self.beta)
                 graphs[v] = S
@@ -268,10 +291,15 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
                 if not reference:
                     rotations[v] = polar_factor(F_views[v].T @ Y)
             scores = sum(F @ R / w for F, R, w in zip(F_views, rotations, weights))
-            new_labels = np.argmax(scores, axis=1) if reference else _assign_with_repair(scores)
+            if reference:
+                new_labels = np.argmax(scores, axis=1)
+            elif normalized:
+                new_labels = _assign_normalized(scores, labels)
+            else:
+                new_labels = _assign_with_repair(scores)
             changed = int(np.sum(new_labels != labels))
             labels = new_labels
-            Y = _one_hot(labels, c)
+            Y = _indicator(labels, c, normalized)
             residuals = np.array(
                 [np.linalg.norm(Y - F @ R) for F, R in zip(F_views, rotations)]
             )
@@ -290,16 +318,31 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         self.indicator_ = sp.csr_matrix(_one_hot(labels, c))
         self.view_embeddings_ = F_views
         self.rotations_ = rotations
-        self.view_weights_ = weights
+        self.alignment_weights_ = weights
+        self.view_weights_ = (1.0 / weights) / np.sum(1.0 / weights)
+        self.n_labels_changed_ = int(np.sum(labels != initial_labels))
         self.n_iter_ = t
         self.converged_ = converged
         self.objective_history_ = history
         if self.store_graphs:
             self.view_affinities_ = graphs
         self._train_views = views
+        self._normalized_indicator = normalized
         logger.info("mPAC (%s) fitted %d samples in %d iterations, %.2fs", algorithm, n, t,
                     time.perf_counter() - start)
         return self
+
+    def _initial_labels(self, F_views, c, n, rng):
+        if isinstance(self.init, str):
+            stacked = normalize(np.hstack(F_views))
+            return KMeans(c, n_init=self.n_init, random_state=rng).fit_predict(stacked)
+        labels = np.asarray(self.init)
+        if labels.shape != (n,):
+            raise ValueError(f"init must hold one label per sample, shape ({n},); got shape "
+                             f"{labels.shape}.")
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= c:
+            raise ValueError(f"init must hold integer labels in [0, n_clusters={c}).")
+        return labels.astype(np.int64)
 
     def _initial_partitions(self, neighbour_lists, pkn_k, c, rng, n):
         if self.variant == "reference":
@@ -349,13 +392,17 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         views = self._scale_views(views, fit=False)
         scores = 0.0
         for X_train, X_new, F, R, w in zip(
-            self._train_views, views, self.view_embeddings_, self.rotations_, self.view_weights_
+            self._train_views, views, self.view_embeddings_, self.rotations_,
+            self.alignment_weights_,
         ):
             idx, codes = local_ridge_codes(X_train, X_new, self.n_neighbors, self.alpha)
             total = codes.sum(axis=1)
             rows = np.einsum("jk,jkc->jc", codes, F[idx]) / np.where(total > 0, total, 1.0)[:, None]
             rows[total <= 0] = F[idx[total <= 0, 0]]
             scores = scores + rows @ R / w
+        if self._normalized_indicator:
+            sizes = np.maximum(np.bincount(self.labels_, minlength=scores.shape[1]), 1)
+            scores = scores / np.sqrt(sizes)[None, :]
         return np.argmax(scores, axis=1).astype(np.int64)
 
 
@@ -363,6 +410,38 @@ def _one_hot(labels, n_clusters):
     Y = np.zeros((labels.shape[0], n_clusters))
     Y[np.arange(labels.shape[0]), labels] = 1.0
     return Y
+
+
+def _indicator(labels, n_clusters, normalized):
+    """The one-hot ``Y``, or with ``normalized`` its scale-free form ``Y (Y^T Y)^{-1/2}``.
+
+    The normalised indicator has orthonormal columns, like every ``F_v R_v``, so the alignment
+    residual ``||Y - F_v R_v||`` compares two orthonormal bases whatever ``n`` is. The one-hot
+    ``Y`` has norm ``sqrt(n)`` against ``sqrt(c)`` for ``F_v``: its pull on the partitions
+    grows with ``n / c`` and freezes them at the initial labels.
+    """
+    Y = _one_hot(labels, n_clusters)
+    if normalized:
+        sizes = np.maximum(Y.sum(axis=0), 1.0)
+        Y /= np.sqrt(sizes)[None, :]
+    return Y
+
+
+def _assign_normalized(scores, labels, max_sweeps: int = 20):
+    """Labels maximising ``tr(Y_hat^T M)`` for the normalised indicator, ``M = scores``.
+
+    ``tr(Y_hat^T M) = sum_j (sum_{i in j} M_ij) / sqrt(n_j)`` couples the rows through the
+    cluster sizes; sweeps of the row-wise rule ``argmax_j M_ij / sqrt(n_j)`` with the sizes of
+    the previous sweep (starting from the current labels) settle in a few steps.
+    """
+    c = scores.shape[1]
+    for _ in range(max_sweeps):
+        sizes = np.maximum(np.bincount(labels, minlength=c), 1)
+        new = _assign_with_repair(scores / np.sqrt(sizes)[None, :])
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
 
 
 def _assign_with_repair(scores):

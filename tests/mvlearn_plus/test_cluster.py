@@ -48,10 +48,8 @@ def test_recovers_planted_clusters(Estimator, algorithm):
 def test_noisy_view_gets_the_least_influence(Estimator):
     views, _ = planted_views()
     model = Estimator(n_clusters=4, random_state=0).fit(views)
-    w = model.view_weights_
-    # MGF: larger weight = more influence; mPAC: influence is 1 / w_v
-    influence = w if Estimator is MultiGraphFusionClustering else 1.0 / w
-    assert np.argmin(influence) == 2
+    # larger view_weights_ = more influence, in both estimators
+    assert np.argmin(model.view_weights_) == 2
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
@@ -278,3 +276,76 @@ def test_knn_path_memory_grows_linearly_in_n(Estimator):
     small, large = peak_bytes(3200), peak_bytes(6400)
     assert large < 0.1 * 6400**2 * 8  # far below one dense n x n float64 matrix (328 MB)
     assert large / small < 2.8, (small, large)  # an n x n allocation would quadruple it
+
+
+@pytest.mark.parametrize("algorithm", ["dense", "knn"])
+def test_mgf_auto_gamma_reaches_c_connected_components(algorithm):
+    from scipy.sparse.csgraph import connected_components
+
+    views, y = planted_views(n=160)
+    fixed = MultiGraphFusionClustering(n_clusters=4, algorithm=algorithm, random_state=0).fit(
+        views)
+    auto = MultiGraphFusionClustering(n_clusters=4, gamma="auto", algorithm=algorithm,
+                                      random_state=0).fit(views)
+    # the fixed default leaves the fused graph connected; the adaptive rule cuts it into c parts
+    assert fixed.n_components_ < 4
+    assert auto.n_components_ == 4
+    positive = sp.csr_matrix(auto.affinity_ > 0)
+    n_parts, parts = connected_components(positive, directed=False)
+    assert n_parts == 4
+    assert clustering_accuracy(y, parts) > 0.95
+    assert auto.gamma_ > fixed.gamma_ == 0.01
+    # with c components the embedding is their indicator: the labels are the components
+    assert clustering_accuracy(parts, auto.labels_) == 1.0
+
+
+def test_mgf_auto_gamma_is_deterministic_and_never_sees_labels():
+    views, y = planted_views(n=120, seed=5)
+    model = MultiGraphFusionClustering(n_clusters=4, gamma="auto", random_state=0)
+    first = model.fit(views, y).labels_
+    shuffled = np.random.RandomState(1).permutation(y)
+    second = MultiGraphFusionClustering(n_clusters=4, gamma="auto", random_state=0).fit(
+        views, shuffled)
+    np.testing.assert_array_equal(first, second.labels_)
+    assert model.gamma_ == second.gamma_
+
+
+def test_mpac_labels_move_away_from_a_poor_initialisation():
+    views, y = planted_views(n=160, seed=2)
+    poor = np.random.RandomState(0).randint(0, 4, size=y.size)
+    assert clustering_accuracy(y, poor) < 0.4
+    model = PartitionAlignmentClustering(n_clusters=4, init=poor, indicator="normalized",
+                                         random_state=0).fit(views)
+    assert model.n_labels_changed_ > 80
+    assert clustering_accuracy(y, model.labels_) > 0.95
+
+
+def test_mpac_init_is_checked():
+    views, y = planted_views(n=40)
+    with pytest.raises(ValueError, match="one label per sample"):
+        PartitionAlignmentClustering(n_clusters=4, init=y[:-1]).fit(views)
+    with pytest.raises(ValueError, match=r"integer labels in \[0, n_clusters=4\)"):
+        PartitionAlignmentClustering(n_clusters=4, init=y + 3).fit(views)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_view_weights_mean_influence_in_both_estimators(Estimator):
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(3), 40)
+    informative = rng.normal(size=(3, 10))[y] * 3 + rng.normal(size=(120, 10))
+    noise = rng.normal(size=(120, 10))
+    model = Estimator(n_clusters=3, random_state=0).fit([noise, informative])
+    assert model.view_weights_[1] > model.view_weights_[0]
+    np.testing.assert_allclose(model.view_weights_.sum(), 1.0)
+
+
+def test_mpac_normalized_label_step_weighs_cluster_sizes():
+    from mvlearn_plus.cluster._mpac import _assign_normalized, _indicator
+
+    # sample 2 scores a little higher for the big cluster 0, but the normalised indicator
+    # divides each cluster's pull by sqrt(size): it joins the small cluster 1
+    scores = np.array([[1.0, 0.0], [1.0, 0.0], [0.6, 0.5], [1.0, 0.0], [0.0, 1.0]])
+    labels = _assign_normalized(scores, np.array([0, 0, 0, 0, 1]))
+    np.testing.assert_array_equal(labels, [0, 0, 1, 0, 1])
+    Y = _indicator(labels, 2, normalized=True)
+    np.testing.assert_allclose(Y.T @ Y, np.eye(2))
