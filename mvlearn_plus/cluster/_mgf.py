@@ -343,7 +343,7 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
             change = relative_change(Z, Z_old)
             settled = rank_rule.update(Z, self.n_clusters)
             logger.debug("MGF iteration %d: objective %.6g, change %.3g, gamma %.3g, "
-                         "%d components", t, history[-1], change, gamma, rank_rule.n_components)
+                         "components %s", t, history[-1], change, gamma, rank_rule.n_components)
             if t >= min_iter and change < self.tol and settled:
                 converged = True
                 break
@@ -353,7 +353,7 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self.view_weights_ = w / w.sum()
         self._view_weights_raw = w
         self.gamma_ = float(gamma)
-        self.n_components_ = rank_rule.n_components
+        self.n_components_ = rank_rule.count(Z)
         # The official code labels with the embedding of the previous iteration's graph.
         F_final = F if reference else self._embed(Z, rng)[0]
         return Z, F_final
@@ -400,7 +400,7 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
             change = relative_change(Z_data, Z_old)
             settled = rank_rule.update(Z_new, self.n_clusters)
             logger.debug("MGF-kNN iteration %d: objective %.6g, change %.3g, gamma %.3g, "
-                         "%d components", t, history[-1], change, gamma, rank_rule.n_components)
+                         "components %s", t, history[-1], change, gamma, rank_rule.n_components)
             if t >= 3 and change < self.tol and settled:
                 converged = True
                 break
@@ -410,8 +410,8 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self.view_weights_ = w / w.sum()
         self._view_weights_raw = w
         self.gamma_ = float(gamma)
-        self.n_components_ = rank_rule.n_components
         Z = pattern.matrix(Z_data)
+        self.n_components_ = rank_rule.count(Z)
         F_final, _ = self._embed(Z, rng, initial=F)
         return Z, F_final
 
@@ -487,15 +487,23 @@ class _RankRule:
         scale = float(np.linalg.norm(_data(consensus)))
         self.gamma = self.START_RATIO * scale / term if term > 0 and scale > 0 else 1.0
 
-    def update(self, Z, n_clusters: int) -> bool:
-        """Count the components of ``Z``, adapt ``gamma`` and say whether the count is ``c``."""
-        positive = sp.csr_matrix(Z > 0) if not sp.issparse(Z) else Z.copy()
-        if sp.issparse(positive):
+    def count(self, Z) -> int:
+        """Connected components of the non-zero pattern of ``Z`` (stored in ``n_components``)."""
+        if sp.issparse(Z):
+            positive = Z.copy()
             positive.data = (positive.data > 0).astype(np.int8)
             positive.eliminate_zeros()
+        else:
+            positive = sp.csr_matrix(Z > 0)
         self.n_components = int(connected_components(positive, directed=False)[0])
+        return self.n_components
+
+    def update(self, Z, n_clusters: int) -> bool:
+        """With ``"auto"``: count the components of ``Z``, adapt ``gamma`` and say whether the
+        count is ``c``. A fixed ``gamma`` never blocks convergence and is not counted here."""
         if not self.auto:
             return True
+        self.count(Z)
         if self.n_components < n_clusters:
             self.gamma *= 2.0
         elif self.n_components > n_clusters:

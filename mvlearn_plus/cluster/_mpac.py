@@ -83,7 +83,8 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         few sweeps of the row rule).
     init : "consensus" or array-like of shape (n_samples,), default="consensus"
         Initial labels: k-means on the row-normalised concatenation of the initial partitions,
-        or the given labels (integers in ``[0, n_clusters)``).
+        or the given labels (integers in ``[0, n_clusters)``). Ignored by
+        ``variant="reference"``, which keeps the official start.
     store_graphs : bool, default=False
         Keep the learned ``S_v`` in ``view_affinities_`` (``V`` dense ``n x n`` matrices on the
         dense path).
@@ -428,11 +429,13 @@ def _indicator(labels, n_clusters, normalized):
 
 
 def _assign_normalized(scores, labels, max_sweeps: int = 20):
-    """Labels maximising ``tr(Y_hat^T M)`` for the normalised indicator, ``M = scores``.
+    """Labels for the normalised indicator: a heuristic ascent on ``tr(Y_hat^T M)``.
 
     ``tr(Y_hat^T M) = sum_j (sum_{i in j} M_ij) / sqrt(n_j)`` couples the rows through the
-    cluster sizes; sweeps of the row-wise rule ``argmax_j M_ij / sqrt(n_j)`` with the sizes of
-    the previous sweep (starting from the current labels) settle in a few steps.
+    cluster sizes, so it is not row-separable. This sweeps the row-wise rule
+    ``argmax_j M_ij / sqrt(n_j)`` with the sizes of the previous sweep (starting from the
+    current labels) until the labels repeat or ``max_sweeps`` is reached; it is not guaranteed
+    to find the maximum.
     """
     c = scores.shape[1]
     for _ in range(max_sweeps):
