@@ -148,7 +148,8 @@ def columns_to_sparse(
 
 
 def local_ridge_codes(
-    X_train, X_new, n_neighbors: int, alpha: float, *, backend: str = "auto"
+    X_train, X_new, n_neighbors: int, alpha: float, *, backend: str = "auto",
+    method: str = "auto",
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Non-negative ridge self-expression of new samples on their nearest training samples.
 
@@ -164,7 +165,7 @@ def local_ridge_codes(
     from mvlearn_plus.graphs import knn_search
 
     k = min(int(n_neighbors), X_train.shape[0])
-    indices, _ = knn_search(X_train, k, query=X_new, backend=backend)
+    indices, _ = knn_search(X_train, k, query=X_new, backend=backend, method=method)
     local = LocalGram(X_train, indices, query=X_new)
     codes = np.maximum(local.solve(local.inner, alpha), 0.0)
     return indices, codes

@@ -349,3 +349,48 @@ def test_mpac_normalized_label_step_weighs_cluster_sizes():
     np.testing.assert_array_equal(labels, [0, 0, 1, 0, 1])
     Y = _indicator(labels, 2, normalized=True)
     np.testing.assert_allclose(Y.T @ Y, np.eye(2))
+
+
+def test_mgf_union_pattern_indexes_every_view_entry_and_its_mirror():
+    from mvlearn_plus.cluster._mgf import _UnionPattern
+
+    rng = np.random.RandomState(0)
+    n, k = 50, 4
+    neighbours = []
+    for _ in range(3):
+        idx = np.array([rng.choice(np.delete(np.arange(n), i), k, replace=False)
+                        for i in range(n)])
+        neighbours.append(idx)
+    pattern = _UnionPattern(neighbours, n)
+    union = sum(
+        sp.csr_matrix((np.ones(n * k), (idx.ravel(), np.repeat(np.arange(n), k))), shape=(n, n))
+        for idx in neighbours
+    )
+    union = ((union + union.T) != 0).astype(float)
+    M = pattern.matrix(np.ones(pattern.size))
+    M.sort_indices()
+    assert M.has_sorted_indices and (M != union).nnz == 0
+    np.testing.assert_array_equal(pattern.rows[pattern.mirror], pattern.cols)
+    np.testing.assert_array_equal(pattern.cols[pattern.mirror], pattern.rows)
+    for v, idx in enumerate(neighbours):
+        np.testing.assert_array_equal(pattern.rows[pattern.direct[v]], idx)
+        np.testing.assert_array_equal(pattern.cols[pattern.direct[v]],
+                                      np.repeat(np.arange(n), k).reshape(n, k))
+        np.testing.assert_array_equal(pattern.cols[pattern.transposed[v]], idx)
+    # (C + C^T) / 2 on the pattern equals the sparse computation
+    values = rng.uniform(size=(n, k))
+    C = sp.csr_matrix((values.ravel(), (neighbours[1].ravel(), np.repeat(np.arange(n), k))),
+                      shape=(n, n))
+    expected = ((C + C.T) * 0.5).toarray()
+    np.testing.assert_allclose(pattern.matrix(pattern.symmetric_data(1, values)).toarray(),
+                               expected)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_knn_path_with_the_approximate_index_recovers_planted_clusters(Estimator):
+    pytest.importorskip("faiss")
+    views, y = planted_views(n=600)
+    model = Estimator(n_clusters=4, algorithm="knn", knn_method="approximate",
+                      random_state=0).fit(views)
+    assert clustering_accuracy(y, model.labels_) > 0.95
+    assert clustering_accuracy(y[:50], model.predict([v[:50] for v in views])) > 0.95

@@ -164,3 +164,51 @@ def test_local_gram_solves_local_systems():
         np.testing.assert_allclose(z[j], np.linalg.solve(G + 0.5 * np.eye(4), rhs[j]), rtol=1e-4,
                                    atol=1e-5)
         np.testing.assert_allclose(local.inner[j], X[idx[j]] @ X[j], atol=1e-5)
+
+
+def _clustered(n=3000, dim=16, seed=0):
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 8, n)
+    return rng.normal(size=(8, dim))[y] * 3.0 + rng.normal(size=(n, dim)), y
+
+
+def test_knn_search_approximate_index_is_close_to_exact_and_deterministic():
+    pytest.importorskip("faiss")
+    X, y = _clustered()
+    exact_idx, _ = knn_search(X, 10, method="exact")
+    idx, dist = knn_search(X, 10, method="approximate")
+    again, _ = knn_search(X, 10, method="approximate")
+    np.testing.assert_array_equal(idx, again)
+    assert idx.shape == (3000, 10) and idx.min() >= 0
+    assert not np.any(idx == np.arange(3000)[:, None])
+    # every listed distance is exact and the lists are sorted
+    true = ((X[:, None, :] - X[idx]) ** 2).sum(-1)
+    np.testing.assert_allclose(dist, true, rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(dist, axis=1) >= -1e-6)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, exact_idx)])
+    assert recall > 0.8, recall
+    # the neighbours stay inside the planted clusters as often as the exact ones
+    assert np.mean(y[idx] == y[:, None]) > 0.95
+
+
+def test_knn_search_auto_switches_to_the_index_above_the_threshold(monkeypatch):
+    pytest.importorskip("faiss")
+    import mvlearn_plus.graphs as graphs
+
+    X, _ = _clustered(n=2000)
+    exact, _ = knn_search(X, 5)
+    monkeypatch.setattr(graphs, "APPROXIMATE_KNN_MIN_SAMPLES", 1000)
+    auto, _ = knn_search(X, 5)
+    np.testing.assert_array_equal(auto, knn_search(X, 5, method="approximate")[0])
+    monkeypatch.setattr(graphs, "APPROXIMATE_KNN_MIN_SAMPLES", 5000)
+    np.testing.assert_array_equal(knn_search(X, 5)[0], exact)
+
+
+def test_knn_search_method_errors():
+    X = np.random.RandomState(0).normal(size=(50, 3))
+    with pytest.raises(ValueError, match="method must be"):
+        knn_search(X, 3, method="hnsw")
+    with pytest.raises(ValueError, match="approximate.*FAISS"):
+        knn_search(sp.csr_matrix(X), 3, method="approximate")
+    with pytest.raises(ValueError, match="approximate.*FAISS"):
+        knn_search(X, 3, backend="sklearn", method="approximate")
