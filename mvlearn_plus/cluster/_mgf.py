@@ -396,7 +396,11 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
                 Zv_data[v] = pattern.symmetric_data(v, vals[v])
             w = self._fusion_weights(Z_data, Zv_data)
             Z_old = Z_data
-            consensus = np.tensordot(w, np.asarray(Zv_data), axes=1) / w.sum()
+            # Accumulated view by view: stacking the views would copy V nnz-long arrays.
+            consensus = np.zeros_like(Z_data)
+            for weight, values in zip(w, Zv_data):
+                consensus += weight * values
+            consensus /= w.sum()
             if rank_rule.auto and rank_rule.gamma is None:
                 rank_rule.start(consensus, E_F / (4.0 * beta * w.sum()))
             gamma = rank_rule.gamma if rank_rule.auto else gamma
