@@ -145,15 +145,17 @@ def extra_methods() -> dict:
         ),
         "MGF (gamma auto + kNN path)": Method(
             "MGF (gamma auto + kNN path)",
-            _ours(MultiGraphFusionClustering, gamma="auto", algorithm="knn"), MGF_DENSE_MAX,
+            # Run at every size: above MGF_DENSE_MAX it still differs from the default (gamma).
+            _ours(MultiGraphFusionClustering, gamma="auto", algorithm="knn"),
         ),
         "mPAC (normalized)": Method(
             "mPAC (normalized)", _ours(PartitionAlignmentClustering, indicator="normalized")
         ),
         "mPAC (normalized + kNN path)": Method(
             "mPAC (normalized + kNN path)",
+            # Run at every size: above MPAC_DENSE_MAX it still differs from the default
+            # (the indicator).
             _ours(PartitionAlignmentClustering, indicator="normalized", algorithm="knn"),
-            MPAC_DENSE_MAX,
         ),
     }
 
