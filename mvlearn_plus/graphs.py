@@ -278,9 +278,15 @@ def normalized_adjacency(W: ArrayOrSparse) -> ArrayOrSparse:
     d = np.where(d > 0, d, 1.0)
     scale = 1.0 / np.sqrt(d)
     if sp.issparse(W):
-        D = sp.diags(scale)
-        return (D @ W @ D).tocsr()
-    return W * scale[:, None] * scale[None, :]
+        W = sp.csr_matrix(W)
+        # Scaled in place of two sparse products (which copied the graph twice), sharing W's
+        # index arrays; s_i * s_j is formed first so that an exactly symmetric W stays exactly
+        # symmetric (the product of two floats does not depend on their order).
+        data = np.repeat(scale, np.diff(W.indptr))
+        data *= scale[W.indices]
+        data *= W.data
+        return sp.csr_matrix((data, W.indices, W.indptr), shape=W.shape)
+    return W * (scale[:, None] * scale[None, :])
 
 
 def spectral_embedding(
@@ -292,6 +298,7 @@ def spectral_embedding(
     initial: Optional[np.ndarray] = None,
     dense_max_samples: int = DENSE_EIGEN_MAX_SAMPLES,
     tol: float = 1e-6,
+    assume_symmetric: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """The ``n_components`` eigenvectors of the smallest Laplacian eigenvalues.
 
@@ -312,6 +319,10 @@ def spectral_embedding(
         Up to this size LAPACK ``eigh`` on a dense matrix is used.
     tol : float, default=1e-6
         Tolerance of the iterative solvers.
+    assume_symmetric : bool, default=False
+        The caller guarantees that a sparse ``W`` is exactly symmetric, which skips the check
+        (one transposed copy of the graph). Otherwise ``W`` is symmetrised as ``(W + W^T) / 2``
+        unless it already is exactly symmetric.
 
     Returns
     -------
@@ -338,12 +349,33 @@ def spectral_embedding(
         vals, vecs = scipy.linalg.eigh(dense, subset_by_index=[n - c, n - 1], driver="evr")
     else:
         M = sp.csr_matrix(M)
-        M = (M + M.T) * 0.5
+        if not assume_symmetric:
+            M = _symmetrized(M)
         vals, vecs = _largest_eigenpairs(M, c, random_state=random_state, initial=initial, tol=tol)
     order = np.argsort(-vals)
     vals, vecs = vals[order], vecs[:, order]
     vecs = _fix_signs(vecs)
     return vecs, shift - vals
+
+
+def _symmetrized(M: sp.csr_matrix) -> sp.csr_matrix:
+    """``(M + M^T) / 2``, or ``M`` itself when it is already exactly symmetric.
+
+    The check needs one transposed copy; the sum needs up to two more (scipy allocates
+    ``nnz(M) + nnz(M^T)`` entries), which at n = 1,000,000 is gigabytes for a graph that callers
+    (MGF, mPAC) already symmetrise exactly.
+    """
+    if not M.has_sorted_indices:
+        M = M.sorted_indices()  # a copy: M may share its index arrays with the caller's graph
+    transposed = M.T.tocsr()
+    transposed.sort_indices()
+    if (np.array_equal(M.indptr, transposed.indptr)
+            and np.array_equal(M.indices, transposed.indices)
+            and np.array_equal(M.data, transposed.data)):
+        return M
+    symmetric = M + transposed
+    symmetric.data *= 0.5
+    return symmetric
 
 
 def _largest_eigenpairs(M, c, *, random_state, initial, tol):

@@ -275,8 +275,10 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         return self
 
     def _embed(self, Z, rng, initial=None):
+        # On the kNN path Z is exactly symmetric by construction (_UnionPattern.symmetrize).
         F, laplacian_values = spectral_embedding(
-            Z, self.n_clusters, normalized=self._normalized, random_state=rng, initial=initial
+            Z, self.n_clusters, normalized=self._normalized, random_state=rng, initial=initial,
+            assume_symmetric=sp.issparse(Z),
         )
         if self.gamma == "auto" and self.variant != "reference":
             # The adaptive rule compares rows of the row-normalised embedding (the space k-means
@@ -295,11 +297,17 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         return np.array([0.5 / max(float(np.linalg.norm(Z - Zv)), floor) for Zv in Z_views])
 
     def _objective(self, views, Z_views, Z, E_F, gamma):
-        recon = sum(reconstruction_error(X, Zv) for X, Zv in zip(views, Z_views))
-        ridge = self.alpha * sum(float(np.sum(_data(Zv) ** 2)) for Zv in Z_views)
-        fusion = self.beta * sum(float(np.linalg.norm(_data(Z) - _data(Zv))) for Zv in Z_views)
-        rank = gamma * 0.5 * float(np.sum(_data(Z) * E_F))
-        return recon + ridge + fusion + rank
+        # One pass over the views, so that the kNN path can pass a generator and hold one view's
+        # sparse graph at a time (three at once cost 3.6 GB at n = 1,000,000).
+        z = _data(Z)
+        recon = ridge = fusion = 0.0
+        for X, Zv in zip(views, Z_views):
+            zv = _data(Zv)
+            recon += reconstruction_error(X, Zv)
+            ridge += float(np.sum(zv ** 2))
+            fusion += float(np.linalg.norm(z - zv))
+        rank = gamma * 0.5 * float(np.sum(z * E_F))
+        return recon + self.alpha * ridge + self.beta * fusion + rank
 
     def _progress(self):
         return tqdm(range(1, self.max_iter + 1), desc="MGF", disable=not self.verbose, leave=False)
@@ -379,14 +387,15 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
             neighbours.append(idx)
             locals_.append(LocalGram(X, idx))
         pattern = _UnionPattern(neighbours, n)
+        del neighbours  # the pattern keeps its own index maps
         vals = [np.maximum(lg.solve(lg.inner, alpha), 0.0) for lg in locals_]
         Zv_data = [pattern.symmetric_data(v, vals[v]) for v in range(V)]
         Z_data = np.mean(Zv_data, axis=0)
         w = self._fusion_weights(Z_data, Zv_data)
         history, converged, t = [], False, 0
         F = None
+        Z = pattern.matrix(Z_data)
         for t in self._progress():
-            Z = pattern.matrix(Z_data)
             F, G = self._embed(Z, rng, initial=F)
             E_F = pairwise_sq_distances_on(pattern.rows, pattern.cols, G)
             for v, lg in enumerate(locals_):
@@ -404,13 +413,16 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
             if rank_rule.auto and rank_rule.gamma is None:
                 rank_rule.start(consensus, E_F / (4.0 * beta * w.sum()))
             gamma = rank_rule.gamma if rank_rule.auto else gamma
-            Z_data = consensus - (gamma / (4.0 * beta * w.sum())) * E_F
-            Z_data = pattern.symmetrize(np.maximum(Z_data, 0.0))
-            Z_views_sparse = [pattern.matrix(d) for d in Zv_data]
-            Z_new = pattern.matrix(Z_data)
-            history.append(self._objective(views, Z_views_sparse, Z_new, E_F, gamma))
+            consensus -= (gamma / (4.0 * beta * w.sum())) * E_F
+            np.maximum(consensus, 0.0, out=consensus)
+            Z_data = pattern.symmetrize(consensus)
+            del consensus
+            Z = pattern.matrix(Z_data)
+            history.append(self._objective(
+                views, (pattern.matrix(d) for d in Zv_data), Z, E_F, gamma
+            ))
             change = relative_change(Z_data, Z_old)
-            settled = rank_rule.update(Z_new, self.n_clusters)
+            settled = rank_rule.update(Z, self.n_clusters)
             logger.debug("MGF-kNN iteration %d: objective %.6g, change %.3g, gamma %.3g, "
                          "components %s", t, history[-1], change, gamma, rank_rule.n_components)
             if t >= 3 and change < self.tol and settled:
@@ -422,7 +434,6 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self.view_weights_ = w / w.sum()
         self._view_weights_raw = w
         self.gamma_ = float(gamma)
-        Z = pattern.matrix(Z_data)
         self.n_components_ = rank_rule.count(Z)
         F_final, _ = self._embed(Z, rng, initial=F)
         return Z, F_final

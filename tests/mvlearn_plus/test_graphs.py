@@ -107,6 +107,36 @@ def test_spectral_embedding_dense_and_iterative_agree(normalized):
     assert vals_dense[0] == pytest.approx(0.0, abs=1e-8)
 
 
+def test_normalized_adjacency_keeps_exact_symmetry_and_leaves_the_graph_alone():
+    A = sp.random(200, 200, density=0.05, random_state=0, format="csr")
+    W = (A + A.T).tocsr()
+    before = W.copy()
+    N = normalized_adjacency(W)
+    d = np.asarray(W.sum(axis=1)).ravel()
+    scale = 1.0 / np.sqrt(np.where(d > 0, d, 1.0))
+    np.testing.assert_allclose(N.toarray(), scale[:, None] * W.toarray() * scale[None, :],
+                               rtol=1e-12)
+    # exactly symmetric (not a rounding apart), so spectral_embedding needs no symmetrising sum
+    assert (N != N.T).nnz == 0
+    assert (W != before).nnz == 0
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_sparse_spectral_embedding_symmetrises_asymmetric_graphs(normalized):
+    W, _ = _two_block_graph()
+    rng = np.random.RandomState(0)
+    # asymmetric noise of the order of a rounding error, and a visibly asymmetric graph
+    noisy = sp.csr_matrix(W * (1.0 + 1e-13 * rng.rand(*W.shape)))
+    asymmetric = sp.csr_matrix(np.triu(W) * 2.0)
+    for graph in (noisy, asymmetric):
+        F_sparse, vals_sparse = spectral_embedding(
+            graph, 3, normalized=normalized, random_state=0, dense_max_samples=0
+        )
+        F_dense, vals_dense = spectral_embedding(graph.toarray(), 3, normalized=normalized)
+        np.testing.assert_allclose(vals_sparse, vals_dense, atol=1e-6)
+        np.testing.assert_allclose(F_sparse @ F_sparse.T, F_dense @ F_dense.T, atol=1e-5)
+
+
 def test_polar_factor_solves_procrustes():
     rng = np.random.RandomState(0)
     M = rng.normal(size=(5, 5))
