@@ -33,6 +33,7 @@ References
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -382,9 +383,16 @@ def _largest_eigenpairs(M, c, *, random_state, initial, tol):
     n = M.shape[0]
     if initial is not None and initial.shape == (n, c):
         try:
-            vals, vecs = lobpcg(
-                M, np.asarray(initial, dtype=np.float64), largest=True, tol=tol, maxiter=200
-            )
+            with warnings.catch_warnings():
+                # Non-convergence is checked on the residual below and falls back to eigsh, so
+                # scipy's "not reaching the requested tolerance" warning is not the user's concern.
+                warnings.filterwarnings(
+                    "ignore", message=r"(?s).*not reaching the requested tolerance",
+                    category=UserWarning,
+                )
+                vals, vecs = lobpcg(
+                    M, np.asarray(initial, dtype=np.float64), largest=True, tol=tol, maxiter=200
+                )
             # LOBPCG can stall on clustered spectra: check the residual and fall back.
             residual = np.linalg.norm(M @ vecs - vecs * vals, axis=0)
             if np.all(residual < 1e3 * tol * max(1.0, np.abs(vals).max())):
