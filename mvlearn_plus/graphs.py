@@ -274,7 +274,11 @@ def laplacian(W: ArrayOrSparse, *, normalized: bool = False) -> ArrayOrSparse:
 
 
 def normalized_adjacency(W: ArrayOrSparse) -> ArrayOrSparse:
-    """``D^{-1/2} W D^{-1/2}`` with zero degrees replaced by 1."""
+    """``D^{-1/2} W D^{-1/2}`` with zero degrees replaced by 1.
+
+    A sparse result is CSR and shares ``W``'s index arrays (only the values are new): copy it
+    before changing its structure in place.
+    """
     d = degree(W)
     d = np.where(d > 0, d, 1.0)
     scale = 1.0 / np.sqrt(d)
