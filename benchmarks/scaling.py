@@ -304,35 +304,28 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
 
     # Targets --------------------------------------------------------------------------------
     target_lines = ["## Targets", ""]
-    for family in ("MGF", "mPAC"):
-        r = first.get((f"{family} (kNN)", TARGET_N))
-        if r is None:
-            why = failed.get((f"{family} (kNN)", TARGET_N), {}).get("reason", "not run")
-            target_lines.append(f"* {family} scalable path at n = {TARGET_N:,}: **FAIL** "
-                                f"({why}).")
-            continue
-        verdict = "PASS" if r["time"] <= TARGET_TIME_S and r["peak_rss_mb"] <= TARGET_MEM_MB \
-            else "FAIL"
-        target_lines.append(
-            f"* {family} scalable path at n = {TARGET_N:,}: fit {r['time']:.1f} s "
-            f"(target <= {TARGET_TIME_S:.0f} s), peak RSS {r['peak_rss_mb']:.0f} MB "
-            f"(target <= {TARGET_MEM_MB:.0f} MB = 4 GiB), ACC {r['acc']:.3f}: **{verdict}**"
-        )
-    for family in ("MGF", "mPAC"):
-        method = f"{family} (kNN)"
-        r = first.get((method, LARGE_N))
-        if r is None:
-            why = failed.get((method, LARGE_N), {}).get("reason", "not run")
-            target_lines.append(f"* {family} scalable path at n = {LARGE_N:,}: **FAIL** ({why}).")
-            continue
-        verdict = "PASS" if (r["time"] <= LARGE_TIME_S and r["peak_rss_mb"] <= LARGE_MEM_MB
-                             and r["acc"] >= LARGE_MIN_ACC) else "FAIL"
-        target_lines.append(
-            f"* {family} scalable path at n = {LARGE_N:,}: fit {r['time']:.0f} s "
-            f"(target <= {LARGE_TIME_S:.0f} s), peak RSS {r['peak_rss_mb']:.0f} MB (target <= "
-            f"{LARGE_MEM_MB:.0f} MB = 16 GiB), ACC {r['acc']:.3f} (target >= {LARGE_MIN_ACC}): "
-            f"**{verdict}**"
-        )
+    for n_target, max_time, max_mem, min_acc in (
+        (TARGET_N, TARGET_TIME_S, TARGET_MEM_MB, None),
+        (LARGE_N, LARGE_TIME_S, LARGE_MEM_MB, LARGE_MIN_ACC),
+    ):
+        for family in ("MGF", "mPAC"):
+            method = f"{family} (kNN)"
+            head = f"* {family} scalable path at n = {n_target:,}"
+            r = first.get((method, n_target))
+            if r is None:
+                why = failed.get((method, n_target), {}).get("reason", "not run")
+                target_lines.append(f"{head}: **FAIL** ({why}).")
+                continue
+            passed = r["time"] <= max_time and r["peak_rss_mb"] <= max_mem
+            acc_text = f"ACC {r['acc']:.3f}"
+            if min_acc is not None:
+                passed = passed and r["acc"] >= min_acc
+                acc_text += f" (target >= {min_acc})"
+            target_lines.append(
+                f"{head}: fit {r['time']:.1f} s (target <= {max_time:.0f} s), peak RSS "
+                f"{r['peak_rss_mb']:.0f} MB (target <= {max_mem:.0f} MB = "
+                f"{max_mem / 1024:.0f} GiB), {acc_text}: **{'PASS' if passed else 'FAIL'}**"
+            )
     acc_rows = {}
     for method in methods:
         runs = [r for r in ok if r["method"] == method and r["n"] == ACC_N
