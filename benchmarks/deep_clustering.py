@@ -2,7 +2,7 @@
 
 Runs, for seeds 0..4:
 
-* on every shipped feature dataset with at most 2,000 samples (preprocessed once with
+* on every catalogued feature dataset with at most 2,000 samples (preprocessed once with
   ``preprocess_views(kind="auto")``, as in every other benchmark): ``MGBCC`` and ``VGMGC`` at
   their defaults (VGMGC builds one Gaussian kNN graph per view), their official-behaviour rows
   (``variant="reference"``), ``MGF``, ``mPAC``, and the baselines k-means and kNN spectral
@@ -109,7 +109,7 @@ OFFICIAL_NUMBERS = [
     ("MGBCC", "cora", "about 60.4 / 41.4", "early sweep, best epoch, **selected with true "
      "labels**; not run here (Cora is a graph data set, MGBCC takes feature views)"),
     ("MGBCC", "caltech101-20", "80.64 / 76.41", "best epoch of the best of 768 grid rows, "
-     "**selected with true labels**; data set not shipped"),
+     "**selected with true labels**; data set not catalogued"),
     ("VGMGC", "acm", "94.3 / 77.3", "best-ACC checkpoint, **selected with true labels**"),
     ("VGMGC", "cora", "73.5 / 55.6", "best-ACC checkpoint, **selected with true labels**; "
      "official data: the citation graph twice (ours: citation + PPR)"),
@@ -414,7 +414,7 @@ def write_report(datasets, seeds, cap, slow, slow_seeds) -> None:
         "BBCSport; toolbox values elsewhere), the official schedule and edge rule, and 150 "
         "epochs like ours (the official runs train up to 10,000 epochs and keep the "
         "checkpoint with the best *true* accuracy, which no row here does).",
-        "* Feature datasets: every shipped dataset with at most "
+        "* Feature datasets: every catalogued dataset with at most "
         f"{MAX_FEATURE_SAMPLES} samples, preprocessed with `preprocess_views(kind=\"auto\")`; "
         "baselines as in `clustering_quality.md` (k-means and kNN spectral clustering on the "
         "concatenation, mvlearn's MultiviewSpectralClustering). VGMGC builds one Gaussian kNN "

@@ -5,7 +5,7 @@ On 3Sources the official behaviour (``variant="reference"``) beats the corrected
 (global min-max to [-1, 1] against L2 rows), the Laplacian (unnormalised against normalised),
 and, inside the dense fit, the identity start, the zero-diagonal constraint, labels from the
 previous iteration's embedding and at least 6 iterations. This script switches the first two
-one at a time in each direction (the rest goes with ``variant``) on a few small shipped
+one at a time in each direction (the rest goes with ``variant``) on a few small catalogued
 datasets, with the preprocessing and scoring of the quality benchmark, and writes
 ``results/mgf_reference_ablation.md``.
 

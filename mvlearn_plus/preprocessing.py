@@ -80,14 +80,14 @@ def infer_view_kind(view: ViewLike) -> str:
 
     Notes
     -----
-    Why density and sign only. The value type does not separate the two groups: some shipped
+    Why density and sign only. The value type does not separate the two groups: some catalogued
     text views are raw integer counts (3Sources, Movies, WebKB) but others are already
     real-valued tf-idf weights (Reuters-1200, BBCSport), while dense views include integers
     (Handwritten's 216-d view, 0-1350, and its 240-d pixel view, 0-6) and non-negative reals in
     [0, 1] (MNIST-USPS pixels). What does separate them is sparsity:
     bag-of-words matrices are overwhelmingly zero, descriptors are not.
 
-    Fraction of non-zero entries measured on every view of the 14 shipped datasets
+    Fraction of non-zero entries measured on every view of the 14 catalogued datasets
     (``scipy.io.loadmat`` of the ``.mat`` files), all of which this rule classifies as the
     spec's table says:
 

@@ -459,6 +459,22 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {shown})".strip().replace("%", "%%")
 
 
+def _resolve_published_paths(args: argparse.Namespace) -> None:
+    """``--data-root`` and ``--noise-file`` may name a published file instead of a path
+    (``noise/bicro/f30k_precomp/f30k_precomp_0.4.npy``, ``fdrd/pets_test.json``): it is taken
+    from the data home, downloaded there first if needed. An existing path always wins."""
+    from retrieval.data import PUBLISHED_FILES, shipped_file
+
+    for option in ("data_root", "noise_file"):
+        value = getattr(args, option, None)
+        if value is None or Path(value).exists():
+            continue
+        key = str(value).replace("\\", "/")
+        if key in PUBLISHED_FILES:
+            path = shipped_file(key)
+            setattr(args, option, path if isinstance(value, Path) else str(path))
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions a user's command causes (paths, names, formats, another run's folder),
     reported as one line. Evaluated only when an error occurs: the imports are heavy."""
@@ -505,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", required=True, type=Path,
-                       help="folder format (captions.tsv), Karpathy JSON folder, or features")
+                       help="folder format (captions.tsv), Karpathy JSON folder, features, or "
+                            "a FDRD test file (a path, or a published name such as "
+                            "fdrd/pets_test.json)")
         p.add_argument("--format", choices=("karpathy", "folder", "features"), default=None)
         p.add_argument("--image-root", type=Path, default=None,
                        help="image folder of a Karpathy JSON (default: the data root)")
@@ -565,7 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-ratio", type=float, default=0.0,
                    help="shuffle this fraction of training captions (spec 3)")
     p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--noise-file", help="a published noise index file instead")
+    p.add_argument("--noise-file",
+                   help="a noise index file instead: a path, or the name of a published one "
+                        "(e.g. noise/bicro/f30k_precomp/f30k_precomp_0.4.npy, downloaded into "
+                        "the data home on first use)")
     p.add_argument("--noise-level", choices=("caption", "image"), default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"),
@@ -623,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "WARNING, ERROR)")
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        _resolve_published_paths(args)
         return int(args.func(args) or 0)
     except Exception as exc:
         if not isinstance(exc, _user_errors()):

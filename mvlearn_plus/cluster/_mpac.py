@@ -81,7 +81,7 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     indicator : {"one-hot", "normalized"}, default="one-hot"
         Form of ``Y`` in the alignment term. ``"one-hot"`` is the paper's ``Y``; its norm
         ``sqrt(n)`` against ``sqrt(c)`` for each ``F_v`` makes the pull towards the current
-        labels grow with ``n / c``, and on the shipped datasets a whole fit changed 0-7 labels.
+        labels grow with ``n / c``, and on the catalogued datasets a whole fit changed 0-7 labels.
         ``"normalized"`` uses ``Y (Y^T Y)^{-1/2}``, which has orthonormal columns like every
         ``F_v R_v``, so ``gamma / beta`` means the same at any ``n`` and ``c`` and the labels
         move (the label step then maximises ``sum_j (sum_{i in j} M_ij) / sqrt(n_j)`` by a

@@ -1,4 +1,4 @@
-"""Multi-view graph data sets: the shipped ACM, Cora and Citeseer, and the user's ``.npz`` files.
+"""Multi-view graph data sets: ACM, Cora and Citeseer (downloaded), and the user's ``.npz`` files.
 
 A graph data set is a :class:`sklearn.utils.Bunch` with ``data`` (node features, CSR float64),
 ``graphs`` (list of ``(n, n)`` CSR adjacency matrices, one per graph view), ``graph_names``,
@@ -25,30 +25,32 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from ._fetch import RemoteFile, github_file
+
 __all__ = ["GRAPH_DATASETS", "GraphDatasetInfo", "load_npz", "read_acm", "read_planetoid"]
 
 
 @dataclass(frozen=True)
 class GraphDatasetInfo:
-    """Description of one shipped graph data set.
+    """Description of one downloadable graph data set.
 
     Attributes
     ----------
     name : str
         ``load_dataset(name)`` key.
     title : str
-    files : tuple of str
-        Paths relative to the data root (``datasets/``) that must exist.
+    files : tuple of RemoteFile
+        The published files the reader needs (downloaded into the data home on first use).
     n_samples, n_features, n_classes : int
         What the loader returns (used by the tests and to warn about replaced files).
     graph_names : tuple of str
     reader : callable
-        ``reader(root) -> (features, graphs, target)``.
+        ``reader(data_home) -> (features, graphs, target)``.
     """
 
     name: str
     title: str
-    files: tuple
+    files: tuple[RemoteFile, ...]
     n_samples: int
     n_features: int
     n_classes: int
@@ -169,23 +171,55 @@ def _citation_reader(name: str):
     return reader
 
 
-_PLANETOID_PARTS = ("allx", "ally", "tx", "ty", "graph", "test.index")
+_PLANETOID = ("kimiyoung/planetoid", "af6abf468a772cc055bec88c52e4d6f51b7c37e3")
+# (SHA-256, size) of the Planetoid parts the reader uses (x, y, ... are not read).
+_PLANETOID_FILES = {
+    "cora": {
+        "allx": ("9419ba2f26f5c35243db64aba110e0f35a04851609e0dc5433450676ca6b8543", 257305),
+        "ally": ("2b998f5cc7fedc86e7f97ca2498f47a1ffc1462c29e2d578b23bf3f62b6e7d71", 47959),
+        "tx": ("b9afbaa4a400df991f6f02ef677e1e44da55ffc04801fd02f9e673987829226a", 148025),
+        "ty": ("41f5ac76596a1699cc33f53084a2419e92961c42bb75f36fc38e616d348532ad", 28135),
+        "graph": ("58f13302f39dde8852dad6fe6d15b89b077b6d7f837626bce671ef80344b383d", 59847),
+        "test.index": ("297ce89af2b51a6a194181c7dbe1796c6a1cf9cd9349a88383b1b1e227867875", 5000),
+    },
+    "citeseer": {
+        "allx": ("2ac30345d95c9ec933a817ee0bdd6a5f077f8c184a20e696910192d534414668", 595021),
+        "ally": ("f704b2d986dde6c2669934de1f3ae5696a6cf9455c0f6b2646a2d135ea0a1c95", 55623),
+        "tx": ("539a8906a2da97628d212f2fdd668c109a8b3f0d36574b59e5d3fd5b5303da21", 260321),
+        "ty": ("55e5bd1ba1e733a04598753ad1a8d57957f4b8f89e74519f41f4f4938767e4ce", 24135),
+        "graph": ("d79a4ef9d3e7169aee8946145f6b7306e35bc79bffad26346cfb94e10e9912a7", 61987),
+        "test.index": ("2af990671580b6b2df5d158d1038f8292e30c9cd821b5453f399659b25b723d4", 5000),
+    },
+}
+
+
+def _planetoid_files(name: str) -> tuple[RemoteFile, ...]:
+    return tuple(
+        github_file(f"graph/planetoid/ind.{name}.{part}", *_PLANETOID, f"data/ind.{name}.{part}",
+                    sha256, size)
+        for part, (sha256, size) in _PLANETOID_FILES[name].items()
+    )
+
+
+_ACM_FILE = github_file("graph/ACM3025.mat", "cjpcool/VGMGC", "567f513ccb8e", "data/ACM3025.mat",
+                        "b10e486a49892307a56a3d9ad48128a948d2bf2da19db9e6e7f79c6622529fdc",
+                        1790625)
 
 GRAPH_DATASETS = {
     info.name: info
     for info in (
         GraphDatasetInfo(
-            "acm", "ACM papers (PAP and PLP meta-path graphs)", ("graph/ACM3025.mat",),
+            "acm", "ACM papers (PAP and PLP meta-path graphs)", (_ACM_FILE,),
             3025, 1870, 3, ("PAP", "PLP"), read_acm,
         ),
         GraphDatasetInfo(
             "cora", "Cora citation graph (Planetoid) with a personalised-PageRank view",
-            tuple(f"graph/planetoid/ind.cora.{p}" for p in _PLANETOID_PARTS),
+            _planetoid_files("cora"),
             2708, 1433, 7, ("citation", "ppr"), _citation_reader("cora"),
         ),
         GraphDatasetInfo(
             "citeseer", "Citeseer citation graph (Planetoid) with a personalised-PageRank view",
-            tuple(f"graph/planetoid/ind.citeseer.{p}" for p in _PLANETOID_PARTS),
+            _planetoid_files("citeseer"),
             3312, 3703, 6, ("citation", "ppr"), _citation_reader("citeseer"),
         ),
     )

@@ -2,7 +2,7 @@
 
 * :class:`RetrievalSplit` -- images, captions and the caption-to-image pairing of a split.
 * :func:`load_split` -- recognise a folder's format and load one split.
-* :func:`load_karpathy`, :func:`load_caption_file` -- Karpathy JSON and shipped id files.
+* :func:`load_karpathy`, :func:`load_caption_file` -- Karpathy JSON and published id files.
 * :func:`load_folder`, :func:`write_folder`, :func:`load_dense_captions` -- folder format.
 * :func:`save_features`, :func:`load_features`, :class:`FeatureSplit` -- cached features.
 * :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set.
@@ -11,6 +11,9 @@
   files: 16-bit images scaled right, unreadable files named or left out.
 * :func:`shuffle_captions`, :func:`load_noise_file`, :func:`noisy_fraction`,
   :func:`add_noise` -- noisy correspondence (spec section 3).
+* :func:`shipped_file`, :func:`get_data_home`, :func:`clear_data_home` -- the published
+  retrieval files (id orders, test captions, noise indices), downloaded into the data home on
+  first use and checked against their SHA-256.
 * :class:`PairDataset`, :class:`ImageDataset`, :class:`TextDataset` -- torch datasets,
   imported lazily so that the rest works without torch.
 """
@@ -23,7 +26,8 @@ from .folder import load_dense_captions, load_folder, write_folder
 from .images import UnreadableImageError, drop_unreadable_images, load_rgb
 from .karpathy import load_caption_file, load_karpathy, read_id_file
 from .noise import add_noise, load_noise_file, noisy_fraction, save_noise_file, shuffle_captions
-from .shipped import canonical_ids_file, shipped_data_dir, shipped_file
+from ._fetch import ChecksumError, DataNotFoundError, clear_data_home, get_data_home
+from .shipped import PUBLISHED_FILES, canonical_ids_file, is_downloaded, shipped_data_dir, shipped_file
 from .synthetic import describe_objects, make_synthetic, swap_caption
 
 _TORCH_NAMES = ("PairDataset", "ImageDataset", "TextDataset")
@@ -55,6 +59,12 @@ __all__ = [
     "shipped_data_dir",
     "shipped_file",
     "canonical_ids_file",
+    "PUBLISHED_FILES",
+    "is_downloaded",
+    "get_data_home",
+    "clear_data_home",
+    "ChecksumError",
+    "DataNotFoundError",
     *_TORCH_NAMES,
 ]
 

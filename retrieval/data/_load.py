@@ -48,10 +48,10 @@ def load_split(
     json_name : str, optional
         Which JSON file of ``root`` to read when several ``dataset_*.json`` exist.
     ids_file : path, "auto", "strict" or None, default="auto"
-        Karpathy format only: an id file giving the image order. ``"auto"`` uses the shipped
-        canonical order for ``dataset_flickr30k.json`` / ``dataset_coco.json`` (test: the
+        Karpathy format only: an id file giving the image order. ``"auto"`` uses the published
+        canonical order (downloaded into the data home on first use) for ``dataset_flickr30k.json`` / ``dataset_coco.json`` (test: the
         evaluation order of spec 2.1; train: the order the published noise files index,
-        spec 3) and the JSON order otherwise; ``"strict"`` requires the shipped order (an
+        spec 3) and the JSON order otherwise; ``"strict"`` requires the published order (an
         error when the images do not match it); None always keeps the JSON order.
 
     Returns
@@ -106,10 +106,10 @@ def load_split(
 def _load_karpathy_ordered(json_path: Path, image_root, split: str, ids_file) -> RetrievalSplit:
     if ids_file is None or not (isinstance(ids_file, str) and ids_file in ("auto", "strict")):
         return load_karpathy(json_path, image_root, split=split, ids_file=ids_file)
-    found = canonical_ids_file(json_path.name, split)
+    found = canonical_ids_file(json_path.name, split, required=ids_file == "strict")
     if ids_file == "strict":
         if found is None:
-            raise ValueError(f"{json_path.name}: no shipped canonical order for split {split!r} "
+            raise ValueError(f"{json_path.name}: no published canonical order for split {split!r} "
                              "(needed to apply a published noise file)")
         return load_karpathy(json_path, image_root, split=split, ids_file=found)
     if found is None:
@@ -119,9 +119,9 @@ def _load_karpathy_ordered(json_path: Path, image_root, split: str, ids_file) ->
     except ValueError as exc:
         # A file named like the public one but holding other images (a subset, a miniature):
         # its own order is the only one that exists.
-        logger.warning("%s: the %s images do not match the shipped canonical order %s (%s); "
+        logger.warning("%s: the %s images do not match the published canonical order %s (%s); "
                        "keeping the JSON order", json_path.name, split, found.name, exc)
         return load_karpathy(json_path, image_root, split=split)
-    logger.info("ordered the %s images of %s by the shipped %s", split, json_path.name,
+    logger.info("ordered the %s images of %s by the published %s", split, json_path.name,
                 found.name)
     return loaded

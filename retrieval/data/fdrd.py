@@ -1,10 +1,10 @@
 """FDRD, the fine-grained retrieval test files of DCAR (spec 5.4): :func:`load_fdrd`.
 
-A FDRD file (``flower_test.json``, ``pets_test.json``, ``plane_test.json``; shipped under
-``retrieval/_datasets/fdrd``) is a dict keyed by image key. Each entry has ``file_name``,
+A FDRD file (``flower_test.json``, ``pets_test.json``, ``plane_test.json``; downloaded with
+``shipped_file("fdrd/pets_test.json")``) is a dict keyed by image key. Each entry has ``file_name``,
 ``file_path`` (an absolute path on the authors' machine), ``positive`` (the true caption, which
 names the class) and ``negative`` (four captions with the class name swapped for another
-class). The images are not shipped: they come from the user's copy of Oxford Flowers-102,
+class). The images are not published with them: they come from the user's copy of Oxford Flowers-102,
 Oxford-IIIT Pets and FGVC-Aircraft (CoOp layout or any other), and each entry is remapped to
 it **by file name**.
 
@@ -106,7 +106,7 @@ def load_fdrd(path: str | os.PathLike[str], image_root: str | os.PathLike[str] |
         negatives.append([str(text) for text in entry["negative"]])
         classes.append(_class_of(str(key), entry))
     if image_root is None:
-        raise FileNotFoundError(f"{path.name}: FDRD images are not shipped; give the folder "
+        raise FileNotFoundError(f"{path.name}: FDRD images are not published with the captions; give the folder "
                                 "holding them (--image-root)")
     root = Path(image_root)
     if not root.is_dir():

@@ -1,5 +1,5 @@
 """Karpathy-split JSON files (``dataset_flickr30k.json``, ``dataset_coco.json``) and the
-shipped caption/id text files.
+published caption/id text files (:func:`retrieval.data.shipped_file`).
 
 The Karpathy JSON holds an ``images`` list; each entry has ``filename``, ``filepath``
 (COCO only: ``train2014`` / ``val2014``), ``split`` (``train``, ``restval``, ``val``,
@@ -43,7 +43,7 @@ def read_id_file(path: str | os.PathLike[str]) -> np.ndarray:
     Parameters
     ----------
     path : str or os.PathLike
-        E.g. the shipped ``test_ids.txt`` / ``testall_ids.txt`` / ``train_ids.txt``.
+        E.g. the published ``test_ids.txt`` / ``testall_ids.txt`` / ``train_ids.txt``.
 
     Returns
     -------
@@ -74,7 +74,7 @@ def _unique_in_order(values: np.ndarray) -> np.ndarray:
 def load_caption_file(
     caps_txt: str | os.PathLike[str], ids_txt: str | os.PathLike[str]
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Read a shipped ``*_caps.txt`` / ``*_ids.txt`` pair (no images involved).
+    """Read a published ``*_caps.txt`` / ``*_ids.txt`` pair (no images involved).
 
     Line *i* of the caption file belongs to the image id on line *i* of the id file.
 
@@ -147,7 +147,7 @@ def load_karpathy(
     split : {"test", "val", "train", "restval"}, default="test"
         ``"train"`` is ``train`` + ``restval``.
     ids_file : str or os.PathLike, optional
-        A shipped id file (``test_ids.txt``, ``testall_ids.txt``, ``train_ids.txt``);
+        A published id file (``test_ids.txt``, ``testall_ids.txt``, ``train_ids.txt``);
         its distinct ids, in order of first appearance, give the canonical image order
         (spec 2.1). It must list exactly the images of the split.
     captions_per_image : int or None, default=5

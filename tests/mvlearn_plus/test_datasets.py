@@ -1,4 +1,9 @@
-"""Tests of the shipped data sets and of name / data-home resolution (mvlearn_plus.datasets)."""
+"""Tests of the catalogued data sets, the data home and the download cache (mvlearn_plus.datasets).
+
+The data sets are read from the data home the test command sets up (``$MVLEARN_PLUS_DATA``:
+``../shared/data`` on development machines and CI, else ``~/mvlearn_plus_data``, filled by
+downloads). Downloads in these tests use fake downloaders: there is no network here.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,17 @@ import pytest
 import scipy.io as sio
 import scipy.sparse as sp
 
-from mvlearn_plus.datasets import get_data_home, list_datasets, load_dataset
-from mvlearn_plus.datasets import _base
+from mvlearn_plus.datasets import (
+    ChecksumError,
+    DataNotFoundError,
+    clear_data_home,
+    get_data_home,
+    list_datasets,
+    load_dataset,
+)
+from mvlearn_plus.datasets import _base, _fetch
+from mvlearn_plus.datasets._graphs import GRAPH_DATASETS
+from mvlearn_plus.datasets._registry import SHIPPED
 
 # The table of the data README (/work/shared/data/README.md), written out independently of
 # the package's own catalogue: name -> (n, per-view dims, classes, stored sparse, kind).
@@ -35,7 +49,7 @@ EXPECTED = {
     "synthetic3d": (600, (3, 3, 3), 3, False, "dense"),
 }
 
-# The shipped files must stay byte-for-byte as published (never re-saved).
+# The published files, byte for byte (never re-saved): the catalogue must pin these.
 SHA256 = {
     "100Leaves.mat": "4af6d9f6588a720df763580d273dc08014476ac5f64570b0bada8b63b9952f45",
     "3Sources.mat": "8a94f0e554c5782bc87561314f1bad8ca206910125734f4dbe2492956528c9ae",
@@ -53,13 +67,35 @@ SHA256 = {
     "webkb.mat": "ea1ac7954dd74ba7be9a7786666db26a9f34f84dce8f0bf267e1e952d28559c6",
 }
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "datasets"
+CARDS = Path(__file__).resolve().parents[2] / "datasets"
+# The data home of the test run, read before any test changes the environment.
+DATA_HOME = get_data_home()
 
 
-@pytest.fixture(autouse=True)
-def _no_env_data_home(monkeypatch):
-    # A data home set in the developer's shell must not leak into these tests.
-    monkeypatch.delenv(_base.DATA_HOME_ENV, raising=False)
+def _published(name: str) -> Path:
+    """Path of a catalogued data set's file in the data home (downloaded if it must be)."""
+    return _fetch.fetch(SHIPPED[name].remote, data_home=DATA_HOME)
+
+
+class _CopyingDownloader:
+    """Stands in for the HTTP downloader: 'downloads' by copying the data home's file."""
+
+    def __init__(self, source: Path, fail_after: int | None = None):
+        self.source, self.fail_after, self.calls = source, fail_after, 0
+
+    def __call__(self, url, output_file, pooch):
+        self.calls += 1
+        data = self.source.read_bytes()
+        with open(output_file, "wb") as out:
+            if self.fail_after is not None:
+                out.write(data[: self.fail_after])
+                out.flush()
+                # What requests raises when a connection drops mid-stream.
+                import requests
+
+                raise requests.exceptions.ConnectionError(
+                    "connection reset by peer (simulated, midway)")
+            out.write(data)
 
 
 def _write_user_file(path: Path, n: int = 12) -> None:
@@ -71,26 +107,39 @@ def _write_user_file(path: Path, n: int = 12) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Shipped data
+# Catalogued data
 # ------------------------------------------------------------------------------------------
 
 
-def test_list_datasets_is_exactly_the_shipped_set():
+def test_list_datasets_is_exactly_the_catalogued_set():
     assert list_datasets(kind="features") == sorted(EXPECTED)
     assert list_datasets() == sorted([*EXPECTED, "acm", "cora", "citeseer"])
 
 
-@pytest.mark.parametrize("filename", sorted(SHA256))
-def test_shipped_file_is_unmodified(filename):
-    digest = hashlib.sha256((REPO_DATA / "clustering" / filename).read_bytes()).hexdigest()
-    assert digest == SHA256[filename]
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_catalogue_pins_the_published_file(name):
+    remote = SHIPPED[name].remote
+    filename = Path(remote.path).name
+    assert remote.sha256 == SHA256[filename]
+    assert remote.path == f"clustering/{filename}"
+    assert remote.url.startswith("https://github.com/") and remote.url.endswith(filename)
+    path = _published(name)
+    assert path.stat().st_size == remote.size
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256[filename]
 
 
-def test_no_unexpected_files_in_data_folder():
-    assert sorted(p.name for p in (REPO_DATA / "clustering").glob("*.mat")) == sorted(SHA256)
-    assert not (REPO_DATA / "__init__.py").exists()
-    for name in EXPECTED:
-        assert (REPO_DATA / "clustering" / f"{name}.md").is_file()
+def test_every_catalogued_data_set_has_a_card_with_its_download():
+    assert not (CARDS / "__init__.py").exists()
+    for info in SHIPPED.values():
+        card = (CARDS / info.card).read_text(encoding="utf-8")
+        for text in (info.remote.url, info.remote.sha256, f"{info.remote.size:,}", "Cite"):
+            assert text in card, (info.name, text)
+    for info in GRAPH_DATASETS.values():
+        card = (CARDS / info.card).read_text(encoding="utf-8")
+        for remote in info.files:
+            for text in (remote.url, remote.sha256):
+                assert text in card, (info.name, text)
+        assert "Cite" in card
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -135,13 +184,13 @@ def test_known_view_names():
 
 def test_values_are_as_stored():
     # Labels shift to 0-based, values are not rescaled.
-    raw = sio.loadmat(REPO_DATA / "clustering" / "Handwritten.mat")
+    raw = sio.loadmat(_published("handwritten"))
     data = load_dataset("handwritten")
     for stored, view in zip(raw["X"].ravel(), data.views):
         np.testing.assert_array_equal(view, stored.astype(np.float64))
     np.testing.assert_array_equal(data.target, raw["y"].ravel().astype(np.int64) - 1)
 
-    raw = sio.loadmat(REPO_DATA / "clustering" / "MNIST_USPS.mat")
+    raw = sio.loadmat(_published("mnist_usps"))
     np.testing.assert_array_equal(load_dataset("mnist_usps").target, raw["Y"].ravel())
 
 
@@ -188,13 +237,15 @@ def test_name_must_be_a_string():
 
 
 def test_get_data_home(monkeypatch, tmp_path):
-    assert get_data_home() is None
-    monkeypatch.setenv(_base.DATA_HOME_ENV, str(tmp_path / "env"))
+    monkeypatch.delenv(_fetch.DATA_HOME_ENV, raising=False)
+    assert get_data_home() == Path("~/mvlearn_plus_data").expanduser()
+    monkeypatch.setenv(_fetch.DATA_HOME_ENV, str(tmp_path / "env"))
     assert get_data_home() == tmp_path / "env"
     # The argument wins over the environment.
     assert get_data_home(tmp_path / "arg") == tmp_path / "arg"
-    monkeypatch.setenv(_base.DATA_HOME_ENV, "")
-    assert get_data_home() is None
+    monkeypatch.setenv(_fetch.DATA_HOME_ENV, "")
+    assert get_data_home() == Path("~/mvlearn_plus_data").expanduser()
+    assert not (tmp_path / "env").exists()  # created only when something is downloaded
 
 
 def test_data_home_argument(tmp_path):
@@ -207,14 +258,14 @@ def test_data_home_argument(tmp_path):
     assert [v.shape for v in data.views] == [(12, 4), (12, 3)]
     np.testing.assert_array_equal(data.target, np.arange(12) % 3)
     assert "My-Data.mat" in data.DESCR
-    # Without the data home the name is unknown.
-    with pytest.raises(ValueError, match="no data home"):
-        load_dataset("my_data")
+    # Outside that data home the name is unknown.
+    with pytest.raises(ValueError, match="Unknown data set 'my_data'"):
+        load_dataset("my_data", data_home=tmp_path / "elsewhere")
 
 
 def test_data_home_environment_variable(monkeypatch, tmp_path):
     _write_user_file(tmp_path / "mine.mat", n=9)
-    monkeypatch.setenv(_base.DATA_HOME_ENV, str(tmp_path))
+    monkeypatch.setenv(_fetch.DATA_HOME_ENV, str(tmp_path))
     assert "mine" in list_datasets()
     assert load_dataset("MINE").target.shape == (9,)
 
@@ -223,58 +274,148 @@ def test_missing_data_home_is_tolerated(tmp_path):
     assert list_datasets(data_home=tmp_path / "absent", kind="features") == sorted(EXPECTED)
     with pytest.raises(ValueError, match="absent"):
         load_dataset("mine", data_home=tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
 
 
-def test_shipped_names_win_over_user_files(tmp_path):
+def test_catalogued_names_win_over_user_files(tmp_path):
     _write_user_file(tmp_path / "webkb.mat")
+    (tmp_path / "clustering").mkdir()
+    shutil.copy(_published("webkb"), tmp_path / "clustering")
     assert load_dataset("webkb", data_home=tmp_path).target.shape == (203,)
 
 
+def test_list_datasets_says_what_is_cached_and_what_a_download_takes(tmp_path):
+    (tmp_path / "clustering").mkdir()
+    shutil.copy(_published("webkb"), tmp_path / "clustering")
+    _write_user_file(tmp_path / "mine.mat")
+    rows = {row["name"]: row for row in list_datasets(tmp_path, details=True)}
+    assert set(rows) == {*EXPECTED, "acm", "cora", "citeseer", "mine"}
+    assert rows["webkb"]["cached"] and rows["webkb"]["download_size"] == 0
+    assert rows["webkb"]["size"] == SHIPPED["webkb"].remote.size
+    assert not rows["handwritten"]["cached"]
+    assert rows["handwritten"]["download_size"] == SHIPPED["handwritten"].remote.size
+    assert rows["cora"]["download_size"] == sum(f.size for f in GRAPH_DATASETS["cora"].files)
+    assert "kimiyoung/planetoid@" in rows["cora"]["source"]
+    assert rows["mine"]["kind"] == "user" and rows["mine"]["cached"]
+    assert [row["name"] for row in list_datasets(tmp_path, kind="graph", details=True)] == [
+        "acm", "citeseer", "cora"]
+    # Everything the tests read is in the test run's data home.
+    assert all(row["cached"] for row in list_datasets(DATA_HOME, details=True))
+
+
 # ------------------------------------------------------------------------------------------
-# Locating the shipped files
+# Downloading and the cache
 # ------------------------------------------------------------------------------------------
 
 
-def test_missing_shipped_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(_base, "_shipped_roots", lambda: [tmp_path / "nowhere"])
-    with pytest.raises(FileNotFoundError) as info:
-        load_dataset("synthetic3d")
+def test_missing_file_with_downloads_disabled_names_url_and_data_home(tmp_path):
+    with pytest.raises(DataNotFoundError) as info:
+        load_dataset("synthetic3d", data_home=tmp_path, download_if_missing=False)
     message = str(info.value)
-    assert "synthetic3d.mat" in message
-    assert str(tmp_path / "nowhere") in message
+    assert "'synthetic3d' is not in the data home" in message
+    assert "could not be downloaded (downloading is disabled" in message
+    assert SHIPPED["synthetic3d"].remote.url in message
+    assert str(tmp_path / "clustering" / "synthetic3d.mat") in message
     assert "MVLEARN_PLUS_DATA" in message
+    assert isinstance(info.value, FileNotFoundError)
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_shipped_file_found_in_data_home(monkeypatch, tmp_path):
-    monkeypatch.setattr(_base, "_shipped_roots", lambda: [tmp_path / "nowhere"])
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(REPO_DATA / "clustering" / "synthetic3d.mat", home)
-    data = load_dataset("synthetic3d", data_home=home)
+def test_download_lands_in_the_data_home_and_is_then_cached(monkeypatch, tmp_path):
+    downloader = _CopyingDownloader(_published("synthetic3d"))
+    monkeypatch.setattr(_fetch, "_downloader", lambda progress: downloader)
+    data = load_dataset("synthetic3d", data_home=tmp_path)
     assert [v.shape for v in data.views] == [(600, 3)] * 3
-    assert data.kind == "dense"
+    assert Path(data.filename) == tmp_path / "clustering" / "synthetic3d.mat"
+    assert data.DESCR == (CARDS / "clustering" / "synthetic3d.md").read_text(encoding="utf-8")
+    load_dataset("synthetic3d", data_home=tmp_path)
+    assert downloader.calls == 1  # the second load reads the cache
+    assert sorted(p.name for p in (tmp_path / "clustering").iterdir()) == ["synthetic3d.mat"]
 
 
-def test_wheel_layout_is_found(monkeypatch, tmp_path):
-    # An installed wheel has no top-level datasets/ but carries mvlearn_plus/_datasets.
+def test_interrupted_download_leaves_no_file(monkeypatch, tmp_path):
+    downloader = _CopyingDownloader(_published("synthetic3d"), fail_after=1000)
+    monkeypatch.setattr(_fetch, "_downloader", lambda progress: downloader)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # pooch waits between retries
+    with pytest.raises(DataNotFoundError, match="connection reset by peer") as info:
+        load_dataset("synthetic3d", data_home=tmp_path)
+    assert "could not be downloaded (ConnectionError" in str(info.value)
+    assert downloader.calls == 1 + _fetch.DOWNLOAD_RETRIES
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_corrupted_download_is_not_kept(monkeypatch, tmp_path):
+    wrong = tmp_path / "wrong.mat"
+    shutil.copy(_published("webkb"), wrong)
+    monkeypatch.setattr(_fetch, "_downloader", lambda progress: _CopyingDownloader(wrong))
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    home = tmp_path / "home"
+    with pytest.raises(ChecksumError) as info:
+        load_dataset("synthetic3d", data_home=home)
+    message = str(info.value)
+    assert SHIPPED["synthetic3d"].remote.sha256 in message
+    assert SHIPPED["webkb"].remote.sha256 in message  # the hash of what arrived
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+
+
+def test_corrupted_cached_file_is_refused_with_both_hashes(tmp_path):
+    (tmp_path / "clustering").mkdir()
+    cached = tmp_path / "clustering" / "webkb.mat"
+    data = bytearray(_published("webkb").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed
+    cached.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as info:
+        load_dataset("webkb", data_home=tmp_path, download_if_missing=False)
+    message = str(info.value)
+    assert hashlib.sha256(bytes(data)).hexdigest() in message
+    assert SHIPPED["webkb"].remote.sha256 in message
+    assert "not used" in message
+    assert isinstance(info.value, ValueError)
+    assert cached.read_bytes() == bytes(data)  # left for the user to inspect, never loaded
+
+
+def test_user_mat_file_in_the_data_home_still_loads_through_load_mat(tmp_path):
+    from mvlearn_plus.datasets import load_mat
+
+    _write_user_file(tmp_path / "own.mat", n=10)
+    direct = load_mat(tmp_path / "own.mat")
+    via_name = load_dataset("own", data_home=tmp_path)
+    np.testing.assert_array_equal(direct.target, via_name.target)
+
+
+def test_clear_data_home(tmp_path):
+    home = tmp_path / "home"
+    (home / "clustering").mkdir(parents=True)
+    (home / "clustering" / "x.mat").write_bytes(b"x")
+    clear_data_home(home)
+    assert not home.exists()
+    clear_data_home(home)  # nothing left to clear: no error
+
+
+# ------------------------------------------------------------------------------------------
+# Dataset cards
+# ------------------------------------------------------------------------------------------
+
+
+def test_wheel_layout_cards_are_found(monkeypatch, tmp_path):
+    # An installed wheel has no top-level datasets/ but carries the cards in mvlearn_plus/_datasets.
     package = tmp_path / "site-packages" / "mvlearn_plus"
     (package / "_datasets" / "clustering").mkdir(parents=True)
-    for name in ("synthetic3d.mat", "synthetic3d.md"):
-        shutil.copy(REPO_DATA / "clustering" / name, package / "_datasets" / "clustering")
-    monkeypatch.setattr(_base, "_package_dir", lambda: package)
-
-    data = load_dataset("synthetic3d")
-    assert Path(data.filename).parent == package / "_datasets" / "clustering"
-    assert data.DESCR == (REPO_DATA / "clustering" / "synthetic3d.md").read_text(encoding="utf-8")
+    (package / "_datasets" / "clustering" / "synthetic3d.md").write_text("`synthetic3d` card")
+    monkeypatch.setattr(_base, "_card_roots", lambda: [tmp_path / "site-packages" / "datasets",
+                                                       package / "_datasets"])
+    assert load_dataset("synthetic3d").DESCR == "`synthetic3d` card"
 
 
 def test_unrelated_top_level_datasets_folder_is_skipped(monkeypatch, tmp_path):
     # e.g. Hugging Face's `datasets` package next to ours in site-packages.
     site = tmp_path / "site-packages"
-    (site / "datasets").mkdir(parents=True)
+    (site / "datasets" / "clustering").mkdir(parents=True)
     (site / "mvlearn_plus" / "_datasets" / "clustering").mkdir(parents=True)
-    monkeypatch.setattr(_base, "_package_dir", lambda: site / "mvlearn_plus")
-    assert _base._shipped_root() == site / "mvlearn_plus" / "_datasets"
+    (site / "mvlearn_plus" / "_datasets" / "clustering" / "webkb.md").write_text("ours")
+    monkeypatch.setattr(_base, "_card_roots", lambda: [site / "datasets",
+                                                       site / "mvlearn_plus" / "_datasets"])
+    assert _base._read_card("clustering/webkb.md") == "ours"
 
 
 def test_import_is_light():

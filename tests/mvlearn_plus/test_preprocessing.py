@@ -172,7 +172,7 @@ def test_row_normalize():
         np.testing.assert_array_equal(inp.toarray(), before)
 
 
-# Expected kind of every view of the shipped datasets (spec section 0.2).
+# Expected kind of every view of the catalogued datasets (spec section 0.2).
 SHIPPED_KINDS = {
     "3sources": "text",
     "bbcsport": "text",

@@ -2,8 +2,8 @@
 
 The miniature Karpathy files wrap real photos shipped inside installed wheels (sklearn's
 ``china.jpg`` / ``flower.jpg``, matplotlib's ``grace_hopper.jpg``); their captions are
-written by these tests and say so. The caption/id/noise files the project ships
-(``datasets/retrieval``) are read in place.
+written by these tests and say so. The published caption/id/noise files are read from the data
+home (``retrieval.data.shipped_file``; ``../shared/data`` on development machines and CI).
 """
 
 from __future__ import annotations
@@ -34,17 +34,17 @@ from retrieval.data import (
     make_synthetic,
     noisy_fraction,
     save_features,
+    shipped_file,
     shuffle_captions,
     swap_caption,
     write_folder,
 )
 from retrieval.data.synthetic import COLOURS, SHAPES
 
-SHARED = Path(__file__).parents[2] / "datasets" / "retrieval"
-
 
 def needs_shared(test):
-    """The shipped files are part of the repository: their absence is a failure, not a skip."""
+    """Marks tests that read published files from the data home: their absence (not in the data
+    home and no download) is a failure, not a skip."""
     return test
 
 
@@ -237,12 +237,12 @@ def test_load_split_detects_formats(karpathy_root, synthetic_root, tmp_path):
 
 @needs_shared
 def test_shipped_caption_files():
-    caps, ids, image_ids = load_caption_file(SHARED / "f30k" / "test_caps.txt", SHARED / "f30k" / "test_ids.txt")
+    caps, ids, image_ids = load_caption_file(shipped_file("f30k/test_caps.txt"), shipped_file("f30k/test_ids.txt"))
     assert len(caps) == 5000 and len(image_ids) == 1000
     np.testing.assert_array_equal(ids, np.repeat(np.arange(1000), 5))
     assert image_ids[0] == 25
     caps, ids, image_ids = load_caption_file(
-        SHARED / "coco" / "testall_caps.txt", SHARED / "coco" / "testall_ids.txt"
+        shipped_file("coco/testall_caps.txt"), shipped_file("coco/testall_ids.txt")
     )
     assert len(caps) == 25000 and len(image_ids) == 5000 and image_ids[0] == 391895
     np.testing.assert_array_equal(ids, np.repeat(np.arange(5000), 5))
@@ -318,10 +318,10 @@ def test_dense_captions_keyed(synthetic_root):
 
 @needs_shared
 def test_dense_captions_positional_published():
-    path = SHARED / "f30k" / "f30k_test.jsonl"
+    path = shipped_file("f30k/f30k_test.jsonl")
     if not path.is_file():
         pytest.skip(f"{path} not shipped")
-    _, _, image_ids = load_caption_file(SHARED / "f30k" / "test_caps.txt", SHARED / "f30k" / "test_ids.txt")
+    _, _, image_ids = load_caption_file(shipped_file("f30k/test_caps.txt"), shipped_file("f30k/test_ids.txt"))
     dense = load_dense_captions(path, len(image_ids))
     assert len(dense) == 1000
     assert "beer" in dense[0].lower()  # line 0 describes image id 25, the man with a beer hat
@@ -531,7 +531,7 @@ def test_add_noise_keeps_clean_labels():
 @needs_shared
 @pytest.mark.parametrize("ratio", [0.2, 0.4, 0.6])
 def test_published_bicro_caption_level(ratio):
-    path = SHARED / "noise" / "bicro" / "f30k_precomp" / f"f30k_precomp_{ratio}.npy"
+    path = shipped_file(f"noise/bicro/f30k_precomp/f30k_precomp_{ratio}.npy")
     noise_map, info = load_noise_file(path, n_images=29000, return_info=True)
     assert info["level"] == "caption" and noise_map.shape == (145000,)
     clean = np.arange(145000) // 5
@@ -545,7 +545,7 @@ def test_published_bicro_caption_level(ratio):
 @pytest.mark.parametrize("dataset,n_images", [("f30k", 29000), ("coco", 113287)])
 def test_published_rcl_image_level(dataset, n_images):
     for ratio in (0.2, 0.4, 0.6, 0.8):
-        path = SHARED / "noise" / "rcl" / f"{dataset}_precomp" / f"noise_inx_{ratio}.npy"
+        path = shipped_file(f"noise/rcl/{dataset}_precomp/noise_inx_{ratio}.npy")
         noise_map, info = load_noise_file(path, n_images=n_images, return_info=True)
         assert info["level"] == "image" and "RCL" in info["protocol"]
         assert noise_map.shape == (5 * n_images,)

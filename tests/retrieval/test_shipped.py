@@ -47,3 +47,98 @@ def test_dense_captions_attach_from_a_file(tmp_path):
     published = load_split(root, "test").subset(2)
     with __import__("pytest").raises(ValueError):
         published.with_dense_captions(shipped_file("f30k/f30k_test.jsonl"))  # 1000 lines, 2 images
+
+
+# ------------------------------------------------------------------------------------------
+# The published files come from the data home (downloaded on first use), never the project
+# ------------------------------------------------------------------------------------------
+
+
+def test_published_files_are_pinned_and_their_card_lists_them():
+    import hashlib
+    from pathlib import Path
+
+    from retrieval.data import PUBLISHED_FILES, get_data_home
+
+    card = (Path(__file__).resolve().parents[2] / "datasets" / "retrieval" / "README.md").read_text()
+    assert len(PUBLISHED_FILES) == 24
+    for key, remote in PUBLISHED_FILES.items():
+        assert remote.path == f"retrieval/{key}"
+        assert remote.url.startswith("https://github.com/") and remote.url in card
+        assert remote.sha256 in card and f"{remote.size:,}" in card
+        local = shipped_file(key)
+        assert local == get_data_home() / "retrieval" / key
+        assert hashlib.sha256(local.read_bytes()).hexdigest() == remote.sha256
+
+
+def test_missing_published_file_gives_the_fix(tmp_path):
+    import pytest
+
+    from retrieval.data import DataNotFoundError, PUBLISHED_FILES
+
+    with pytest.raises(DataNotFoundError) as info:
+        shipped_file("f30k/test_ids.txt", data_home=tmp_path, download_if_missing=False)
+    message = str(info.value)
+    assert PUBLISHED_FILES["f30k/test_ids.txt"].url in message
+    assert str(tmp_path / "retrieval" / "f30k" / "test_ids.txt") in message
+    assert "MVLEARN_PLUS_DATA" in message
+    with pytest.raises(KeyError, match="not a published retrieval file"):
+        shipped_file("f30k/train_caps.txt")
+
+
+def test_corrupted_published_file_is_refused(tmp_path):
+    import pytest
+
+    from retrieval.data import ChecksumError
+
+    target = tmp_path / "retrieval" / "f30k" / "test_ids.txt"
+    target.parent.mkdir(parents=True)
+    data = bytearray(shipped_file("f30k/test_ids.txt").read_bytes())
+    data[0] = ord("9") if data[0] != ord("9") else ord("8")
+    target.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="not used"):
+        shipped_file("f30k/test_ids.txt", data_home=tmp_path)
+
+
+def test_strict_order_needs_the_published_file(tmp_path, monkeypatch):
+    import pytest
+
+    from retrieval.data import DataNotFoundError
+
+    (tmp_path / "dataset_flickr30k.json").write_text(json.dumps({"images": [
+        {"filename": "a.jpg", "imgid": 0, "split": "test", "sentences": [{"raw": f"a cat, caption {k}"} for k in range(5)]}]}))
+    (tmp_path / "a.jpg").touch()
+    monkeypatch.setenv("MVLEARN_PLUS_DATA", str(tmp_path / "empty_home"))
+    monkeypatch.setattr("retrieval.data._fetch._downloader", _offline)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    with pytest.raises(DataNotFoundError, match="could not be downloaded"):
+        load_split(tmp_path, "test", ids_file="strict")
+    # "auto" keeps the JSON's own order when the published one cannot be had.
+    assert load_split(tmp_path, "test").image_keys == ["a.jpg"]
+
+
+def _offline(progress):
+    def download(url, output_file, pooch):
+        import requests
+
+        raise requests.exceptions.ConnectionError("no network (simulated)")
+
+    return download
+
+
+def test_command_line_takes_published_names_for_data_root_and_noise_file(tmp_path):
+    import argparse
+    from pathlib import Path
+
+    from retrieval.cli import _resolve_published_paths
+
+    own = tmp_path / "noise.npy"
+    own.touch()
+    args = argparse.Namespace(data_root=Path("fdrd/pets_test.json"),
+                              noise_file="noise/rcl/f30k_precomp/noise_inx_0.2.npy")
+    _resolve_published_paths(args)
+    assert args.data_root == shipped_file("fdrd/pets_test.json")
+    assert args.noise_file == str(shipped_file("noise/rcl/f30k_precomp/noise_inx_0.2.npy"))
+    args = argparse.Namespace(data_root=tmp_path / "absent", noise_file=str(own))
+    _resolve_published_paths(args)  # paths stay paths (an absent one fails later, by name)
+    assert args.data_root == tmp_path / "absent" and args.noise_file == str(own)
