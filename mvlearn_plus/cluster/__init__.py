@@ -5,6 +5,7 @@ The spectral estimators (MGF, mPAC) need only numpy, scipy and scikit-learn. The
 access, so ``import mvlearn_plus.cluster`` works without torch.
 """
 
+from mvlearn_plus.cluster._concatenation import ConcatenatedKMeans, ConcatenatedSpectralClustering
 from mvlearn_plus.cluster._mgf import MultiGraphFusionClustering
 from mvlearn_plus.cluster._mpac import PartitionAlignmentClustering
 
@@ -25,7 +26,12 @@ def _torch_installed() -> bool:
 
 
 # ``from mvlearn_plus.cluster import *`` must keep working without torch.
-__all__ = ["MultiGraphFusionClustering", "PartitionAlignmentClustering"] + (
+__all__ = [
+    "ConcatenatedKMeans",
+    "ConcatenatedSpectralClustering",
+    "MultiGraphFusionClustering",
+    "PartitionAlignmentClustering",
+] + (
     list(_DEEP) if _torch_installed() else []
 )
 
