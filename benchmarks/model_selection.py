@@ -31,6 +31,7 @@ from mvlearn_plus.model_selection import (
     LabelFreeSelector,
     consensus_criterion,
     rank_criteria,
+    select_partition,
 )
 
 logger = logging.getLogger("benchmarks.model_selection")
@@ -59,10 +60,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _pick(scores: dict, rule: str) -> str:
-    valid = [name for name, row in scores.items() if not row["degenerate"]]
-    if rule == DEFAULT_RULE:
-        return min(valid, key=lambda n: (scores[n]["rank"], -scores[n]["consensus"]))
-    return max(valid, key=lambda n: scores[n][rule])
+    return select_partition(scores, "rank" if rule == DEFAULT_RULE else rule)
 
 
 def _rank_without_guard(selector: LabelFreeSelector) -> str:

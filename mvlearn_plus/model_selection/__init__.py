@@ -6,6 +6,8 @@
   :func:`silhouette_criterion`, :func:`reference_cut_criterion`, :func:`view_cut_criterion`,
   :func:`consensus_criterion`, combined by :func:`rank_criteria`; the guard
   :func:`is_degenerate` (with :func:`size_entropy`).
+* :func:`score_partitions`, :func:`select_partition` -- the same scoring and choice for
+  partitions that already exist (no fitting).
 * :func:`default_candidates` -- the default candidate set for a data size.
 """
 
@@ -20,7 +22,11 @@ from mvlearn_plus.model_selection._criteria import (
     size_entropy,
     view_cut_criterion,
 )
-from mvlearn_plus.model_selection._selector import LabelFreeSelector
+from mvlearn_plus.model_selection._selector import (
+    LabelFreeSelector,
+    score_partitions,
+    select_partition,
+)
 
 __all__ = [
     "CRITERIA",
@@ -30,6 +36,8 @@ __all__ = [
     "is_degenerate",
     "rank_criteria",
     "reference_cut_criterion",
+    "score_partitions",
+    "select_partition",
     "silhouette_criterion",
     "size_entropy",
     "view_cut_criterion",

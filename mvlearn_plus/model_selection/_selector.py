@@ -27,11 +27,11 @@ from mvlearn_plus.model_selection._criteria import (
     view_cut_criterion,
 )
 from mvlearn_plus.preprocessing import row_normalize
-from mvlearn_plus.utils.validation import check_n_clusters, validate_views
+from mvlearn_plus.utils.validation import check_n_clusters, check_views, validate_views
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LabelFreeSelector"]
+__all__ = ["LabelFreeSelector", "score_partitions", "select_partition"]
 
 #: Neighbours of the graphs the cut criteria read.
 CRITERION_NEIGHBORS = 10
@@ -232,8 +232,10 @@ class LabelFreeSelector(ClusterMixin, BaseEstimator):
             raise RuntimeError(f"LabelFreeSelector: every candidate failed ({details}).")
 
         selection_start = time.perf_counter()
-        self.scores_ = self._score(views, fitted, c, seed)
-        self.best_name_ = self._select()
+        self.scores_ = score_partitions(
+            views, {name: labels for name, (_, labels, _) in fitted.items()}, c,
+            random_state=seed, fit_times={name: t for name, (_, _, t) in fitted.items()})
+        self.best_name_ = select_partition(self.scores_, self.criterion)
         self.best_estimator_ = fitted[self.best_name_][0]
         self.labels_ = np.unique(fitted[self.best_name_][1], return_inverse=True)[1].astype(
             np.int64)
@@ -244,54 +246,95 @@ class LabelFreeSelector(ClusterMixin, BaseEstimator):
             logger.info("selected %s (%s)", self.best_name_, self.criterion)
         return self
 
-    def _score(self, views: list, fitted: dict, n_clusters: int, seed: int) -> dict:
-        names = list(fitted)
-        labelings = [fitted[name][1] for name in names]
-        degenerate = np.array([is_degenerate(lab, n_clusters) for lab in labelings])
-        if degenerate.all():
-            warnings.warn("LabelFreeSelector: every candidate partition is degenerate (a giant "
-                          "cluster or fewer than two clusters); choosing among all of them.",
-                          UserWarning, stacklevel=3)
-            degenerate[:] = False
-        valid = np.flatnonzero(~degenerate)
 
-        k = CRITERION_NEIGHBORS
-        reference_graph = _knn_affinity(concatenate_views(views), k)
-        view_graphs = [_knn_affinity(row_normalize(v), k) for v in views]
-        table = np.empty((len(names), len(CRITERIA)))
-        for i, labels in enumerate(labelings):
-            table[i, 0] = silhouette_criterion(views, labels, random_state=seed)
-            table[i, 1] = reference_cut_criterion(views, labels, n_clusters=n_clusters,
-                                                  affinity=reference_graph)
-            table[i, 2] = view_cut_criterion(views, labels, n_clusters=n_clusters,
-                                             affinities=view_graphs)
-        # Consensus is agreement with the non-degenerate partitions (a giant-cluster partition
-        # agrees with nothing and would only add noise).
-        if valid.size >= 2:
-            agreement = consensus_criterion([labelings[i] for i in valid])
-            table[valid, 3] = agreement
-            for i in np.flatnonzero(degenerate):
-                table[i, 3] = consensus_criterion(
-                    [labelings[i]] + [labelings[j] for j in valid])[0]
-        else:
-            table[:, 3] = 0.0
-        ranks = np.full(len(names), np.nan)
-        ranks[valid] = rank_criteria(table[valid])
+def score_partitions(views: list, partitions: dict, n_clusters: int, *, random_state=None,
+                     fit_times: dict | None = None) -> dict:
+    """Score partitions of the same samples by every label-free criterion.
 
-        scores = {}
-        for i, name in enumerate(names):
-            row = dict(zip(CRITERIA, (float(v) for v in table[i])))
-            row.update(rank=float(ranks[i]), degenerate=bool(degenerate[i]),
-                       size_entropy=size_entropy(labelings[i], n_clusters),
-                       n_clusters_found=int(np.unique(labelings[i]).size),
-                       fit_time=float(fitted[name][2]))
-            scores[name] = row
-        return scores
+    This is the scoring step of :class:`LabelFreeSelector`, for partitions that already exist
+    (from this toolbox or elsewhere): no clustering is fitted.
 
-    def _select(self) -> str:
-        names = [name for name, row in self.scores_.items() if not row["degenerate"]]
-        if self.criterion == "rank":
-            # Lowest mean rank; ties to the higher consensus, then to the earlier candidate.
-            return min(names, key=lambda name: (self.scores_[name]["rank"],
-                                                -self.scores_[name]["consensus"]))
-        return max(names, key=lambda name: self.scores_[name][self.criterion])
+    Parameters
+    ----------
+    views : list of ndarray or sparse matrix of shape (n_samples, n_features_v)
+    partitions : dict of str to array-like of shape (n_samples,)
+        Candidate labels by name (at least one).
+    n_clusters : int
+        The number of clusters asked for.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the silhouette subsample (the same for every partition).
+    fit_times : dict of str to float, optional
+        Recorded as ``fit_time`` in the result.
+
+    Returns
+    -------
+    dict of str to dict
+        Per partition: ``silhouette``, ``reference_cut``, ``view_cut``, ``consensus``,
+        ``rank`` (NaN for a degenerate partition), ``degenerate``, ``size_entropy``,
+        ``n_clusters_found`` and ``fit_time``; see :class:`LabelFreeSelector`.
+    """
+    views = check_views(views)
+    names = list(partitions)
+    if not names:
+        raise ValueError("partitions is empty; give at least one named partition.")
+    n = views[0].shape[0]
+    labelings = []
+    for name in names:
+        labels = np.asarray(partitions[name]).ravel()
+        if labels.shape[0] != n:
+            raise ValueError(f"partition {name!r} has {labels.shape[0]} labels but the views "
+                             f"have {n} samples.")
+        labelings.append(labels)
+    degenerate = np.array([is_degenerate(lab, n_clusters) for lab in labelings])
+    if degenerate.all():
+        warnings.warn("LabelFreeSelector: every candidate partition is degenerate (a giant "
+                      "cluster or fewer than two clusters); choosing among all of them.",
+                      UserWarning, stacklevel=3)
+        degenerate[:] = False
+    valid = np.flatnonzero(~degenerate)
+
+    k = CRITERION_NEIGHBORS
+    reference_graph = _knn_affinity(concatenate_views(views), k)
+    view_graphs = [_knn_affinity(row_normalize(v), k) for v in views]
+    table = np.empty((len(names), len(CRITERIA)))
+    for i, labels in enumerate(labelings):
+        table[i, 0] = silhouette_criterion(views, labels, random_state=random_state)
+        table[i, 1] = reference_cut_criterion(views, labels, n_clusters=n_clusters,
+                                              affinity=reference_graph)
+        table[i, 2] = view_cut_criterion(views, labels, n_clusters=n_clusters,
+                                         affinities=view_graphs)
+    # Consensus is agreement with the non-degenerate partitions (a giant-cluster partition
+    # agrees with nothing and would only add noise).
+    if valid.size >= 2:
+        table[valid, 3] = consensus_criterion([labelings[i] for i in valid])
+        for i in np.flatnonzero(degenerate):
+            table[i, 3] = consensus_criterion([labelings[i]] + [labelings[j] for j in valid])[0]
+    else:
+        table[:, 3] = 0.0
+    ranks = np.full(len(names), np.nan)
+    ranks[valid] = rank_criteria(table[valid])
+
+    fit_times = fit_times or {}
+    scores = {}
+    for i, name in enumerate(names):
+        row = dict(zip(CRITERIA, (float(v) for v in table[i])))
+        row.update(rank=float(ranks[i]), degenerate=bool(degenerate[i]),
+                   size_entropy=size_entropy(labelings[i], n_clusters),
+                   n_clusters_found=int(np.unique(labelings[i]).size),
+                   fit_time=float(fit_times.get(name, np.nan)))
+        scores[name] = row
+    return scores
+
+
+def select_partition(scores: dict, criterion: str = "rank") -> str:
+    """The name of the best non-degenerate partition of :func:`score_partitions`' result.
+
+    ``"rank"``: the lowest mean rank, ties to the higher consensus, then to the earlier
+    partition; a single criterion: its highest score, ties to the earlier partition.
+    """
+    if criterion not in ("rank", *CRITERIA):
+        raise ValueError(f"criterion must be 'rank' or one of {CRITERIA}; got {criterion!r}.")
+    names = [name for name, row in scores.items() if not row["degenerate"]]
+    if criterion == "rank":
+        return min(names, key=lambda name: (scores[name]["rank"], -scores[name]["consensus"]))
+    return max(names, key=lambda name: scores[name][criterion])
