@@ -26,3 +26,14 @@ def test_readme_deep_example_runs(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert float(lines[0].split()[0]) > 0.8  # ACM with 30 epochs
     assert float(lines[1].split()[0]) > 0.85  # BBCSport
+
+
+def test_readme_label_free_selection_example_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = [b for b in blocks if "LabelFreeSelector" in b]
+    assert example, "README has no label-free selection example"
+    exec(compile(example[0], str(README), "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    name, accuracy = lines[0].rsplit(" ", 1)
+    assert float(accuracy) > 0.5  # WebKB, 4 classes: chance is about 0.53 for the largest class
+    assert "'rank'" in lines[1] and "'fit_time'" in lines[1]
