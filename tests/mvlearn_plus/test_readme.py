@@ -35,5 +35,5 @@ def test_readme_label_free_selection_example_runs(capsys):
     exec(compile(example[0], str(README), "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
     name, accuracy = lines[0].rsplit(" ", 1)
-    assert float(accuracy) > 0.5  # WebKB, 4 classes: chance is about 0.53 for the largest class
+    assert float(accuracy) > 0.65  # WebKB: its largest class alone is 0.53
     assert "'rank'" in lines[1] and "'fit_time'" in lines[1]
