@@ -157,8 +157,8 @@ class LabelFreeSelector(ClusterMixin, BaseEstimator):
         names = []
         prepared = []
         for entry in pairs:
-            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str)
-                    and hasattr(entry[1], "fit")):
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2
+                    and isinstance(entry[0], str) and hasattr(entry[1], "fit")):
                 raise ValueError("estimators must be a list of (name, estimator) pairs; got "
                                  f"{entry!r}.")
             name, estimator = entry
