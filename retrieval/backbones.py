@@ -393,6 +393,32 @@ class ClipBackbone(nn.Module):
         return pooled, tokens, mask
 
 
+def _activation_of_tag(name: str, tag: str, force_quick_gelu: bool) -> bool:
+    """Whether the model must be built with QuickGELU for the weights of ``tag``.
+
+    open_clip 3 no longer switches a model to QuickGELU for a tag trained with it (OpenAI's):
+    it only warns, and the GELU model then loses accuracy silently. The tag's own record
+    decides here; an unknown tag is refused with the known ones.
+    """
+    tag_cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not tag_cfg:
+        known = open_clip.list_pretrained_tags_by_model(name)
+        raise ValueError(
+            f"--pretrained {tag!r} is neither a file nor an open_clip pretrained tag of {name!r}; "
+            f"its tags: {known or 'none (pass a local weights file)'}")
+    model_cfg = open_clip.get_model_config(name) or {}
+    tag_quick = bool(tag_cfg.get("quick_gelu", False))
+    model_quick = bool(model_cfg.get("quick_gelu", False))
+    if force_quick_gelu and not tag_quick:
+        raise ValueError(f"--force-quick-gelu: the weights of tag {tag!r} ({name}) were trained "
+                         "with GELU; drop --force-quick-gelu (force_quick_gelu=False)")
+    if tag_quick and not model_quick and not force_quick_gelu:
+        logger.info("tag %r of %s was trained with QuickGELU: building the model with it",
+                    tag, name)
+        return True
+    return force_quick_gelu
+
+
 class _without_open_clip_random_warning:
     """Context manager: drop open_clip's "No pretrained weights loaded" record while active."""
 
@@ -431,10 +457,12 @@ def create_backbone(
         ``local-dir:/folder`` (config and weights from a folder).
     pretrained : str, path or None
         ``None`` (random weights), an open_clip pretrained tag such as ``"openai"`` (needs the
-        network on first use) or a local ``.pt``/``.pth``/``.bin``/``.safetensors`` file. A
-        local copy of OpenAI weights must go with a ``*-quickgelu`` config or
-        ``force_quick_gelu=True``; the two activations cannot be told apart from the weights,
-        and the wrong one loses accuracy silently.
+        network on first use) or a local ``.pt``/``.pth``/``.bin``/``.safetensors`` file. A tag
+        trained with QuickGELU (``"openai"``) builds the model with QuickGELU, as its record in
+        open_clip says (``force_quick_gelu`` is then recorded as True). A local copy of OpenAI
+        weights must go with a ``*-quickgelu`` config or ``force_quick_gelu=True``; the two
+        activations cannot be told apart from the weights, and the wrong one loses accuracy
+        silently.
     device : str or torch.device, default="cpu"
     force_quick_gelu : bool, default=False
     precision : str, default="fp32"
@@ -454,9 +482,11 @@ def create_backbone(
     Raises
     ------
     ValueError
-        For an unknown model name.
+        For an unknown model name or pretrained tag, or ``force_quick_gelu`` with a tag
+        trained with GELU.
     CheckpointError
-        For a missing, truncated or mismatched local checkpoint.
+        For a missing, truncated or mismatched local checkpoint, or a tag whose weights
+        cannot be fetched (offline).
     """
     register_model_configs()
     if not str(name).startswith(("local-dir:", "hf-hub:")) and name not in open_clip.list_models():
@@ -476,6 +506,8 @@ def create_backbone(
                                "'%s-quickgelu' config or force_quick_gelu=True", local_file, name)
         else:
             tag = pretrained
+    if tag is not None and not str(name).startswith(("local-dir:", "hf-hub:")):
+        force_quick_gelu = _activation_of_tag(name, tag, force_quick_gelu)
     overrides = dict(open_clip_kwargs or {})
     clash = {"pretrained", "device", "precision", "force_quick_gelu"} & set(overrides)
     if clash:
@@ -497,6 +529,14 @@ def create_backbone(
     except TypeError as exc:
         raise ValueError(f"open_clip could not build {name!r} with options {overrides}: "
                          f"{exc}") from exc
+    except RuntimeError as exc:
+        if tag is None or "Failed to download" not in str(exc):
+            raise
+        # The tag is known (checked above): only fetching its weights failed.
+        raise CheckpointError(
+            f"--pretrained {tag!r}: the weights of {name} could not be fetched (offline, or "
+            f"HF_HUB_OFFLINE set, and not in the cache): {str(exc).splitlines()[0][:200]}; "
+            "download them once with network access, or pass a local weights file") from None
     if local_file is not None:
         load_weights(model, local_file)
         model.to(device)
