@@ -55,6 +55,12 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, truncated or does not fit the architecture."""
 
 
+class UnsupportedModelError(NotImplementedError):
+    """A model whose towers lack what a method needs (patch tokens of a timm or ConvNeXt
+    tower, per-token states of a custom text tower); the message names the model and what
+    works instead."""
+
+
 # --------------------------------------------------------------------------------------------
 # Checkpoint reading
 # --------------------------------------------------------------------------------------------
@@ -200,6 +206,40 @@ def _is_local_file(pretrained: str) -> bool:
         or Path(pretrained).exists()
 
 
+def _embed_dim(model: nn.Module, name: str) -> int:
+    """Joint embedding size of an open_clip model, whatever its image tower.
+
+    open_clip's own towers record ``output_dim``; a timm tower (ConvNeXt, SigLIP's ViT) does
+    not, so the text side's projection gives it (both towers end in the joint space).
+    """
+    output_dim = getattr(model.visual, "output_dim", None)
+    if output_dim is not None:
+        return int(output_dim)
+    projection = getattr(model, "text_projection", None)
+    if projection is None and hasattr(model, "text"):
+        projection = getattr(model.text, "text_projection", None)
+        if projection is None and getattr(model.text, "output_dim", None) is not None:
+            return int(model.text.output_dim)
+    if isinstance(projection, nn.Linear):
+        return int(projection.out_features)
+    if torch.is_tensor(projection):
+        return int(projection.shape[-1])
+    raise UnsupportedModelError(f"{name}: cannot tell its embedding size (no output_dim on "
+                                f"{type(model.visual).__name__}, no text projection)")
+
+
+def _vision_width(visual: nn.Module) -> int:
+    """Width of the image tower's token states (a timm trunk: its feature count)."""
+    if hasattr(visual, "width"):
+        return int(visual.width)
+    if hasattr(visual, "conv1"):
+        return int(visual.conv1.out_channels)
+    trunk = getattr(visual, "trunk", None)
+    if trunk is not None and hasattr(trunk, "num_features"):
+        return int(trunk.num_features)
+    return int(getattr(visual, "output_dim", 0))
+
+
 # --------------------------------------------------------------------------------------------
 # The backbone
 # --------------------------------------------------------------------------------------------
@@ -239,9 +279,8 @@ class ClipBackbone(nn.Module):
         self.tokenizer = tokenizer
         self.name = name
         self.pretrained = pretrained
-        visual = model.visual
-        self.embed_dim = int(visual.output_dim)
-        self.vision_width = int(getattr(visual, "width", visual.conv1.out_channels))
+        self.embed_dim = _embed_dim(model, name)
+        self.vision_width = _vision_width(model.visual)
         self.text_width = int(model.token_embedding.embedding_dim) \
             if hasattr(model, "token_embedding") else int(model.text.width)
         self.context_length = int(getattr(model, "context_length", 77))
@@ -277,7 +316,7 @@ class ClipBackbone(nn.Module):
                  and getattr(visual, "pool_type", "tok") == "tok"
                  and not getattr(visual, "final_ln_after_pool", False))
         if not plain:
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"token access needs a plain open_clip VisionTransformer with CLS pooling; "
                 f"{self.name} has {type(visual).__name__} (attentional pool, average pool or a "
                 "timm/ConvNeXt/ResNet tower are not supported)")
@@ -339,14 +378,14 @@ class ClipBackbone(nn.Module):
         if pool == "eos":
             eos_id = getattr(model, "text_eos_id", None)
             if eos_id is None:
-                raise NotImplementedError(f"{self.name}: eos text pooling without an eos id")
+                raise UnsupportedModelError(f"{self.name}: eos text pooling without an eos id")
             return (token_ids == eos_id).int().argmax(dim=-1)
         if pool == "last":
             return torch.full(token_ids.shape[:1], token_ids.shape[1] - 1, dtype=torch.long,
                               device=token_ids.device)
         if pool == "first":
             return torch.zeros(token_ids.shape[:1], dtype=torch.long, device=token_ids.device)
-        raise NotImplementedError(f"{self.name} pools its text with {pool!r}: no single token "
+        raise UnsupportedModelError(f"{self.name} pools its text with {pool!r}: no single token "
                                   "state is the caption embedding")
 
     def project_text(self, states: torch.Tensor) -> torch.Tensor:
@@ -376,7 +415,7 @@ class ClipBackbone(nn.Module):
         """
         model = self.model
         if not hasattr(model, "token_embedding"):
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"per-token text states need the built-in CLIP text tower; {self.name} uses "
                 f"{type(getattr(model, 'text', None)).__name__}")
         cast = model.transformer.get_cast_dtype()
@@ -543,8 +582,14 @@ def create_backbone(
     source = tag or (str(local_file) if local_file else "random initialisation")
     logger.info("built %s with weights from %s", name, source)
     context = overrides.get("force_context_length")
-    tokenizer = open_clip.get_tokenizer(name, **({"context_length": int(context)} if context
-                                                 else {}))
+    try:
+        tokenizer = open_clip.get_tokenizer(name, **({"context_length": int(context)} if context
+                                                     else {}))
+    except ModuleNotFoundError as exc:
+        # SigLIP and other models with Hugging Face tokenizers need transformers, an optional
+        # dependency of open_clip.
+        raise UnsupportedModelError(f"the tokenizer of {name} needs the {exc.name!r} package: "
+                                    f"pip install {exc.name}") from None
     options = {"force_quick_gelu": bool(force_quick_gelu), "precision": str(precision),
                "open_clip_kwargs": overrides}
     return ClipBackbone(model, preprocess_train, preprocess, tokenizer, name,

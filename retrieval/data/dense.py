@@ -38,7 +38,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"JSON-lines file not found: {path}")
     records = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

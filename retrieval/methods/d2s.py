@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from retrieval.backbones import ClipBackbone
+from retrieval.backbones import ClipBackbone, UnsupportedModelError
 from retrieval.losses import hinge_triplet
 from retrieval.methods.base import EpochContext, GatherFn, RetrievalMethod, register_method
 
@@ -352,7 +352,7 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
             raise ValueError(f"max_chunk_tokens must be in [1, {backbone.context_length - 2}] "
                              f"(the context length minus start and end), got {max_chunk_tokens}")
         if not hasattr(backbone.model, "token_embedding"):
-            raise NotImplementedError(f"D2S needs CLIP's built-in text tower; {backbone.name} "
+            raise UnsupportedModelError(f"D2S needs CLIP's built-in text tower; {backbone.name} "
                                       "has another one")
         self._setup_objective(
             backbone.embed_dim, stage1_fraction=stage1_fraction, margin=margin,
