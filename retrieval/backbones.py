@@ -25,11 +25,13 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import open_clip
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+# The batched encoders live with the one encoding loop; their public names stay here too.
+from retrieval.encoding import AMP_MODES, encode_images, encode_texts, inference_autocast  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -149,14 +151,29 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
     # open_clip stores logit_scale as a 0-d or 1-d tensor depending on the version.
     if "logit_scale" in state and "logit_scale" in expected:
         state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
+    check_state_fits(expected, state, f"checkpoint {path}", strict=strict)
+    model.load_state_dict(state, strict=strict)
+    logger.info("loaded weights from %s (%d tensors)", path, len(state))
+
+
+def check_state_fits(expected: dict[str, Any], state: dict[str, Any], source: str, *,
+                     strict: bool = True) -> None:
+    """Raise a :class:`CheckpointError` explaining why ``state`` does not fit a model.
+
+    The one report of a weights mismatch (backbone files, run checkpoints, a run's backbone):
+    the counts of missing and unexpected keys with a few of each, and the first shape
+    mismatches. Extra states (``get_extra_state``: data-sized method state) have no fixed
+    shape and are not compared. Without ``strict`` only shape mismatches count.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected if k in state and state[k].shape != expected[k].shape
-    ]
+        f"{k}: checkpoint {tuple(state[k].shape) if torch.is_tensor(state[k]) else '?'} vs "
+        f"model {tuple(expected[k].shape)}"
+        for k in expected if k in state and torch.is_tensor(expected[k])
+        and (not torch.is_tensor(state[k]) or state[k].shape != expected[k].shape)]
     if mismatched or (strict and (missing or unexpected)):
-        parts = [f"checkpoint {path} does not fit the model architecture:"]
+        parts = [f"{source} does not fit the model architecture:"]
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
         if unexpected:
@@ -164,8 +181,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[:2]})")
         raise CheckpointError(" ".join(parts))
-    model.load_state_dict(state, strict=strict)
-    logger.info("loaded weights from %s (%d tensors)", path, len(state))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -672,134 +687,3 @@ def freeze_all_but(module: nn.Module, trainable: Iterable[str]) -> list[str]:
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``module`` (only the trainable ones if asked)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-# --------------------------------------------------------------------------------------------
-# Batched encoding
-# --------------------------------------------------------------------------------------------
-def _batches(n: int, batch_size: int) -> Iterable[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
-
-
-AMP_MODES = ("off", "auto", "bf16", "fp16")
-
-
-def inference_autocast(device: torch.device, amp: str = "off"):
-    """The autocast context of encoding under ``amp``.
-
-    ``"off"``: none (the model's own precision); ``"auto"``: bf16 on a CUDA device that
-    supports it, else fp16 there, and nothing on the CPU; ``"bf16"`` / ``"fp16"``: that type
-    on any device (CPU autocast supports both).
-    """
-    import contextlib
-
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return torch.autocast(device_type=device.type,
-                          dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def _image_input_dtype(backbone: "ClipBackbone") -> torch.dtype:
-    # A model built in bf16/fp16 (open_clip precision) needs its pixels in the type of its
-    # first convolution or linear layer (open_clip leaves embeddings and norms in fp32).
-    for module in backbone.model.visual.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            return module.weight.dtype
-    return torch.float32
-
-
-@torch.no_grad()
-def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.device | None = None,
-                  transform=None, verbose: bool = True, num_workers: int = 0,
-                  normalize: bool = True, amp: str = "off") -> np.ndarray:
-    """Encode images in batches to a float32 array ``(N, d)``.
-
-    Parameters
-    ----------
-    encoder : ClipBackbone or retrieval method
-        Anything with ``encode_image(tensor) -> (B, d)``; a method's
-        ``encode_images(tensor, indices=...)`` is used when present, with each image's position
-        in ``images``.
-    images : sequence of paths, or a torch Dataset returning image tensors
-    transform : callable, optional
-        PIL image -> tensor; defaults to the backbone's evaluation ``preprocess``.
-    num_workers : int, default=0
-        DataLoader workers decoding and transforming images.
-    amp : {"off", "auto", "bf16", "fp16"}, default="off"
-        Mixed precision of the forward pass (:func:`inference_autocast`). A model built in
-        bf16 or fp16 encodes in its own precision either way.
-    """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from retrieval.data.torch_datasets import ImageDataset
-
-    backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
-    if transform is None:
-        transform = backbone.preprocess
-    dataset = images if isinstance(images, torch.utils.data.Dataset) else \
-        ImageDataset(list(images), transform)
-    device = torch.device(device) if device is not None else backbone.device
-    method_encode = getattr(encoder, "encode_images", None)
-    input_dtype = _image_input_dtype(backbone)
-    autocast = inference_autocast(device, amp)
-    was_training = encoder.training
-    encoder.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
-    chunks = []
-    start = 0
-    for batch in tqdm(loader, desc="encode images", disable=not verbose, leave=False):
-        if isinstance(batch, dict):
-            indices = batch.get("index")
-            batch = batch["image"]
-        else:
-            indices = None
-        if indices is None:
-            # Datasets of bare tensors: positions in the dataset (the loader keeps the order).
-            indices = torch.arange(start, start + batch.shape[0])
-        start += batch.shape[0]
-        batch = batch.to(device=device, dtype=input_dtype, non_blocking=True)
-        with autocast:
-            if method_encode is not None:
-                # Methods get each image's dataset index (per-image seeded evaluation views).
-                emb = method_encode(batch, indices=indices.to(device))
-            else:
-                emb = encoder.encode_image(batch)
-        if normalize:
-            emb = F.normalize(emb.float(), dim=-1)
-        chunks.append(emb.float().cpu().numpy())
-    encoder.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.embed_dim), np.float32)
-
-
-@torch.no_grad()
-def encode_texts(encoder, captions: Sequence[str], *, batch_size: int = 256,
-                 device: str | torch.device | None = None, verbose: bool = True,
-                 normalize: bool = True, amp: str = "off") -> np.ndarray:
-    """Encode captions in batches to a float32 array ``(N, d)`` (see :func:`encode_images`)."""
-    from tqdm.auto import tqdm
-
-    backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
-    device = torch.device(device) if device is not None else backbone.device
-    encode = getattr(encoder, "encode_texts", None) or encoder.encode_text
-    autocast = inference_autocast(device, amp)
-    was_training = encoder.training
-    encoder.eval()
-    chunks = []
-    n = len(captions)
-    for part in tqdm(list(_batches(n, batch_size)), desc="encode texts", disable=not verbose,
-                     leave=False):
-        ids = backbone.tokenize(list(captions[part])).to(device)
-        with autocast:
-            emb = encode(ids)
-        if normalize:
-            emb = F.normalize(emb.float(), dim=-1)
-        chunks.append(emb.float().cpu().numpy())
-    encoder.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.embed_dim), np.float32)

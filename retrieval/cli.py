@@ -82,7 +82,7 @@ def _load(args: argparse.Namespace, split: str, **kwargs):
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from retrieval.training import resolve_workers
+    from retrieval.sampling import resolve_workers
 
     return resolve_workers(getattr(args, "workers", None))
 
@@ -129,6 +129,13 @@ def _load_optional(args: argparse.Namespace, split: str):
             logger.warning("no %s split in %s: %s", split, args.data_root, exc)
             return None
         raise
+
+
+def _require_data_path(root: Path) -> None:
+    # Checked before a model is built: building a real backbone takes a while, and a typo in
+    # the path should not wait for it.
+    if not root.exists():
+        raise FileNotFoundError(f"--data-root: data path not found: {root}")
 
 
 def _is_coco(args: argparse.Namespace) -> bool:
@@ -308,6 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _resolve_device(args)
     root = Path(args.data_root)
+    _require_data_path(root)
     eval_seeds = None
     if args.eval_seeds:
         try:
@@ -410,6 +418,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from retrieval.training import encode_to_features
 
     _resolve_device(args)
+    _require_data_path(Path(args.data_root))
     model = _model_from_args(args)
     if not getattr(model, "is_single_vector", True):
         raise SystemExit(f"encode writes one pooled vector per image and caption; method "
