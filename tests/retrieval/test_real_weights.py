@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -275,3 +276,86 @@ def test_token_methods_refuse_timm_towers_in_one_line(timm_models, synthetic, tm
     assert main(["train", "--method", "avse", "--model", "tiny-convnext", "--data-root",
                  str(synthetic), "--output", str(tmp_path / "run"), "--quiet"]) == 2
     _one_line_error(capsys, "tiny-convnext", "TimmModel")
+
+
+# ------------------------------------------------------------------------------------------
+# Encoding, resume rules, noise labels, the epoch record
+# ------------------------------------------------------------------------------------------
+def test_bf16_model_encodes_image_and_text_tokens(synthetic, tmp_path):
+    from retrieval.data import load_features, load_split
+    from retrieval.training import encode_to_features
+
+    backbone = create_backbone("tiny-vit", precision="bf16")
+    split = load_split(synthetic, "test").subset(6)
+    encode_to_features(backbone, split, tmp_path / "f", batch_size=4, verbose=False,
+                       tokens=True, image_tokens=True, amp="bf16")
+    features = load_features(tmp_path / "f", split="test")
+    assert features.img_tokens.shape[:2] == (6, 16)
+    assert features.txt_tokens.shape[0] == split.n_captions
+
+
+def _tiny_train(synthetic, out, split=None, **config):
+    from retrieval.data import load_split
+    from retrieval.training import TrainConfig, Trainer, build_method
+
+    torch.manual_seed(0)
+    method = build_method("contrastive", "tiny-vit")
+    settings = dict(epochs=2, batch_size=16, verbose=False, augment=False, num_workers=0,
+                    eval_batch_size=64)
+    settings.update(config)
+    trainer = Trainer(method, TrainConfig(**settings), out)
+    split = split if split is not None else load_split(synthetic, "train")
+    return trainer, split
+
+
+def test_resume_allows_memory_options_and_refuses_another_training_set(synthetic, tmp_path):
+    trainer, split = _tiny_train(synthetic, tmp_path / "run")
+    trainer.fit(split, stop_after_epoch=1)
+    # The usual fix after running out of GPU memory: accepted.
+    trainer, _ = _tiny_train(synthetic, tmp_path / "run", grad_checkpointing=True, amp="bf16")
+    trainer.fit(split, stop_after_epoch=1)
+    smaller = split.without_images([0])
+    trainer, _ = _tiny_train(synthetic, tmp_path / "run")
+    with pytest.raises(ValueError, match="another training set .*--restart"):
+        trainer.fit(smaller)
+
+
+def test_methods_never_see_the_clean_pairing(synthetic, tmp_path, monkeypatch):
+    from retrieval.data import shuffle_captions
+    from retrieval.methods.contrastive import ContrastiveFineTune
+
+    seen = []
+    monkeypatch.setattr(ContrastiveFineTune, "on_epoch_start", lambda self, epoch, context: (
+        seen.append(context.train_split.clean_text_image_ids),
+        context.report_clean_split("probe", np.ones(context.train_split.n_captions, bool))))
+    trainer, split = _tiny_train(synthetic, tmp_path / "run", epochs=1)
+    noisy = split.with_noise(shuffle_captions(split.text_image_ids, 0.5, seed=0))
+    trainer.fit(noisy)
+    assert seen == [None] and noisy.clean_text_image_ids is not None
+    # The analysis still scores against the truth, read on the data side.
+    record = trainer.history_[0]
+    assert record["probe_clean_precision"] == pytest.approx(
+        float(np.mean(noisy.text_image_ids == noisy.clean_text_image_ids)))
+
+
+def test_skipped_fp16_updates_leave_the_mean_gradient_norm():
+    from retrieval.training import _epoch_means
+
+    sums = {"loss": torch.tensor(8.0, dtype=torch.float64),
+            "grad_norm": torch.tensor(6.0, dtype=torch.float64),
+            "applied_updates": torch.tensor(3.0, dtype=torch.float64)}
+    record = _epoch_means(sums, 4)
+    assert record == {"train_loss": 2.0, "train_grad_norm": 2.0, "train_skipped_updates": 1}
+
+
+def test_evaluate_checks_the_data_path_before_building_the_model(tmp_path, capsys,
+                                                                 monkeypatch):
+    import retrieval.cli as cli
+
+    def no_model(args):
+        raise AssertionError("the model was built before the data path was checked")
+
+    monkeypatch.setattr(cli, "_model_from_args", no_model)
+    assert cli.main(["evaluate", "--model", "tiny-vit", "--data-root",
+                     str(tmp_path / "nowhere")]) == 2
+    _one_line_error(capsys, "--data-root", "nowhere")
