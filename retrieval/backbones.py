@@ -25,11 +25,13 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import open_clip
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+# The batched encoders live with the one encoding loop; their public names stay here too.
+from retrieval.encoding import AMP_MODES, encode_images, encode_texts, inference_autocast  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,12 @@ register_model_configs()
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, truncated or does not fit the architecture."""
+
+
+class UnsupportedModelError(NotImplementedError):
+    """A model whose towers lack what a method needs (patch tokens of a timm or ConvNeXt
+    tower, per-token states of a custom text tower); the message names the model and what
+    works instead."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,14 +151,29 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
     # open_clip stores logit_scale as a 0-d or 1-d tensor depending on the version.
     if "logit_scale" in state and "logit_scale" in expected:
         state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
+    check_state_fits(expected, state, f"checkpoint {path}", strict=strict)
+    model.load_state_dict(state, strict=strict)
+    logger.info("loaded weights from %s (%d tensors)", path, len(state))
+
+
+def check_state_fits(expected: dict[str, Any], state: dict[str, Any], source: str, *,
+                     strict: bool = True) -> None:
+    """Raise a :class:`CheckpointError` explaining why ``state`` does not fit a model.
+
+    The one report of a weights mismatch (backbone files, run checkpoints, a run's backbone):
+    the counts of missing and unexpected keys with a few of each, and the first shape
+    mismatches. Extra states (``get_extra_state``: data-sized method state) have no fixed
+    shape and are not compared. Without ``strict`` only shape mismatches count.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected if k in state and state[k].shape != expected[k].shape
-    ]
+        f"{k}: checkpoint {tuple(state[k].shape) if torch.is_tensor(state[k]) else '?'} vs "
+        f"model {tuple(expected[k].shape)}"
+        for k in expected if k in state and torch.is_tensor(expected[k])
+        and (not torch.is_tensor(state[k]) or state[k].shape != expected[k].shape)]
     if mismatched or (strict and (missing or unexpected)):
-        parts = [f"checkpoint {path} does not fit the model architecture:"]
+        parts = [f"{source} does not fit the model architecture:"]
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
         if unexpected:
@@ -158,8 +181,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[:2]})")
         raise CheckpointError(" ".join(parts))
-    model.load_state_dict(state, strict=strict)
-    logger.info("loaded weights from %s (%d tensors)", path, len(state))
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -198,6 +219,40 @@ def weights_fingerprint(module: nn.Module) -> str:
 def _is_local_file(pretrained: str) -> bool:
     return Path(pretrained).suffix in CHECKPOINT_SUFFIXES or os.sep in pretrained \
         or Path(pretrained).exists()
+
+
+def _embed_dim(model: nn.Module, name: str) -> int:
+    """Joint embedding size of an open_clip model, whatever its image tower.
+
+    open_clip's own towers record ``output_dim``; a timm tower (ConvNeXt, SigLIP's ViT) does
+    not, so the text side's projection gives it (both towers end in the joint space).
+    """
+    output_dim = getattr(model.visual, "output_dim", None)
+    if output_dim is not None:
+        return int(output_dim)
+    projection = getattr(model, "text_projection", None)
+    if projection is None and hasattr(model, "text"):
+        projection = getattr(model.text, "text_projection", None)
+        if projection is None and getattr(model.text, "output_dim", None) is not None:
+            return int(model.text.output_dim)
+    if isinstance(projection, nn.Linear):
+        return int(projection.out_features)
+    if torch.is_tensor(projection):
+        return int(projection.shape[-1])
+    raise UnsupportedModelError(f"{name}: cannot tell its embedding size (no output_dim on "
+                                f"{type(model.visual).__name__}, no text projection)")
+
+
+def _vision_width(visual: nn.Module) -> int:
+    """Width of the image tower's token states (a timm trunk: its feature count)."""
+    if hasattr(visual, "width"):
+        return int(visual.width)
+    if hasattr(visual, "conv1"):
+        return int(visual.conv1.out_channels)
+    trunk = getattr(visual, "trunk", None)
+    if trunk is not None and hasattr(trunk, "num_features"):
+        return int(trunk.num_features)
+    return int(getattr(visual, "output_dim", 0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,9 +294,8 @@ class ClipBackbone(nn.Module):
         self.tokenizer = tokenizer
         self.name = name
         self.pretrained = pretrained
-        visual = model.visual
-        self.embed_dim = int(visual.output_dim)
-        self.vision_width = int(getattr(visual, "width", visual.conv1.out_channels))
+        self.embed_dim = _embed_dim(model, name)
+        self.vision_width = _vision_width(model.visual)
         self.text_width = int(model.token_embedding.embedding_dim) \
             if hasattr(model, "token_embedding") else int(model.text.width)
         self.context_length = int(getattr(model, "context_length", 77))
@@ -277,7 +331,7 @@ class ClipBackbone(nn.Module):
                  and getattr(visual, "pool_type", "tok") == "tok"
                  and not getattr(visual, "final_ln_after_pool", False))
         if not plain:
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"token access needs a plain open_clip VisionTransformer with CLS pooling; "
                 f"{self.name} has {type(visual).__name__} (attentional pool, average pool or a "
                 "timm/ConvNeXt/ResNet tower are not supported)")
@@ -339,14 +393,14 @@ class ClipBackbone(nn.Module):
         if pool == "eos":
             eos_id = getattr(model, "text_eos_id", None)
             if eos_id is None:
-                raise NotImplementedError(f"{self.name}: eos text pooling without an eos id")
+                raise UnsupportedModelError(f"{self.name}: eos text pooling without an eos id")
             return (token_ids == eos_id).int().argmax(dim=-1)
         if pool == "last":
             return torch.full(token_ids.shape[:1], token_ids.shape[1] - 1, dtype=torch.long,
                               device=token_ids.device)
         if pool == "first":
             return torch.zeros(token_ids.shape[:1], dtype=torch.long, device=token_ids.device)
-        raise NotImplementedError(f"{self.name} pools its text with {pool!r}: no single token "
+        raise UnsupportedModelError(f"{self.name} pools its text with {pool!r}: no single token "
                                   "state is the caption embedding")
 
     def project_text(self, states: torch.Tensor) -> torch.Tensor:
@@ -376,7 +430,7 @@ class ClipBackbone(nn.Module):
         """
         model = self.model
         if not hasattr(model, "token_embedding"):
-            raise NotImplementedError(
+            raise UnsupportedModelError(
                 f"per-token text states need the built-in CLIP text tower; {self.name} uses "
                 f"{type(getattr(model, 'text', None)).__name__}")
         cast = model.transformer.get_cast_dtype()
@@ -391,6 +445,32 @@ class ClipBackbone(nn.Module):
         if getattr(model, "text_pool_type", "argmax") == "first":
             mask = token_ids != 0
         return pooled, tokens, mask
+
+
+def _activation_of_tag(name: str, tag: str, force_quick_gelu: bool) -> bool:
+    """Whether the model must be built with QuickGELU for the weights of ``tag``.
+
+    open_clip 3 no longer switches a model to QuickGELU for a tag trained with it (OpenAI's):
+    it only warns, and the GELU model then loses accuracy silently. The tag's own record
+    decides here; an unknown tag is refused with the known ones.
+    """
+    tag_cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not tag_cfg:
+        known = open_clip.list_pretrained_tags_by_model(name)
+        raise ValueError(
+            f"--pretrained {tag!r} is neither a file nor an open_clip pretrained tag of {name!r}; "
+            f"its tags: {known or 'none (pass a local weights file)'}")
+    model_cfg = open_clip.get_model_config(name) or {}
+    tag_quick = bool(tag_cfg.get("quick_gelu", False))
+    model_quick = bool(model_cfg.get("quick_gelu", False))
+    if force_quick_gelu and not tag_quick:
+        raise ValueError(f"--force-quick-gelu: the weights of tag {tag!r} ({name}) were trained "
+                         "with GELU; drop --force-quick-gelu (force_quick_gelu=False)")
+    if tag_quick and not model_quick and not force_quick_gelu:
+        logger.info("tag %r of %s was trained with QuickGELU: building the model with it",
+                    tag, name)
+        return True
+    return force_quick_gelu
 
 
 class _without_open_clip_random_warning:
@@ -431,10 +511,12 @@ def create_backbone(
         ``local-dir:/folder`` (config and weights from a folder).
     pretrained : str, path or None
         ``None`` (random weights), an open_clip pretrained tag such as ``"openai"`` (needs the
-        network on first use) or a local ``.pt``/``.pth``/``.bin``/``.safetensors`` file. A
-        local copy of OpenAI weights must go with a ``*-quickgelu`` config or
-        ``force_quick_gelu=True``; the two activations cannot be told apart from the weights,
-        and the wrong one loses accuracy silently.
+        network on first use) or a local ``.pt``/``.pth``/``.bin``/``.safetensors`` file. A tag
+        trained with QuickGELU (``"openai"``) builds the model with QuickGELU, as its record in
+        open_clip says (``force_quick_gelu`` is then recorded as True). A local copy of OpenAI
+        weights must go with a ``*-quickgelu`` config or ``force_quick_gelu=True``; the two
+        activations cannot be told apart from the weights, and the wrong one loses accuracy
+        silently.
     device : str or torch.device, default="cpu"
     force_quick_gelu : bool, default=False
     precision : str, default="fp32"
@@ -454,9 +536,11 @@ def create_backbone(
     Raises
     ------
     ValueError
-        For an unknown model name.
+        For an unknown model name or pretrained tag, or ``force_quick_gelu`` with a tag
+        trained with GELU.
     CheckpointError
-        For a missing, truncated or mismatched local checkpoint.
+        For a missing, truncated or mismatched local checkpoint, or a tag whose weights
+        cannot be fetched (offline).
     """
     register_model_configs()
     if not str(name).startswith(("local-dir:", "hf-hub:")) and name not in open_clip.list_models():
@@ -476,6 +560,8 @@ def create_backbone(
                                "'%s-quickgelu' config or force_quick_gelu=True", local_file, name)
         else:
             tag = pretrained
+    if tag is not None and not str(name).startswith(("local-dir:", "hf-hub:")):
+        force_quick_gelu = _activation_of_tag(name, tag, force_quick_gelu)
     overrides = dict(open_clip_kwargs or {})
     clash = {"pretrained", "device", "precision", "force_quick_gelu"} & set(overrides)
     if clash:
@@ -497,14 +583,28 @@ def create_backbone(
     except TypeError as exc:
         raise ValueError(f"open_clip could not build {name!r} with options {overrides}: "
                          f"{exc}") from exc
+    except RuntimeError as exc:
+        if tag is None or "Failed to download" not in str(exc):
+            raise
+        # The tag is known (checked above): only fetching its weights failed.
+        raise CheckpointError(
+            f"--pretrained {tag!r}: the weights of {name} could not be fetched (offline, or "
+            f"HF_HUB_OFFLINE set, and not in the cache): {str(exc).splitlines()[0][:200]}; "
+            "download them once with network access, or pass a local weights file") from None
     if local_file is not None:
         load_weights(model, local_file)
         model.to(device)
     source = tag or (str(local_file) if local_file else "random initialisation")
     logger.info("built %s with weights from %s", name, source)
     context = overrides.get("force_context_length")
-    tokenizer = open_clip.get_tokenizer(name, **({"context_length": int(context)} if context
-                                                 else {}))
+    try:
+        tokenizer = open_clip.get_tokenizer(name, **({"context_length": int(context)} if context
+                                                     else {}))
+    except ModuleNotFoundError as exc:
+        # SigLIP and other models with Hugging Face tokenizers need transformers, an optional
+        # dependency of open_clip.
+        raise UnsupportedModelError(f"the tokenizer of {name} needs the {exc.name!r} package: "
+                                    f"pip install {exc.name}") from None
     options = {"force_quick_gelu": bool(force_quick_gelu), "precision": str(precision),
                "open_clip_kwargs": overrides}
     return ClipBackbone(model, preprocess_train, preprocess, tokenizer, name,
@@ -587,134 +687,3 @@ def freeze_all_but(module: nn.Module, trainable: Iterable[str]) -> list[str]:
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``module`` (only the trainable ones if asked)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-# --------------------------------------------------------------------------------------------
-# Batched encoding
-# --------------------------------------------------------------------------------------------
-def _batches(n: int, batch_size: int) -> Iterable[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
-
-
-AMP_MODES = ("off", "auto", "bf16", "fp16")
-
-
-def inference_autocast(device: torch.device, amp: str = "off"):
-    """The autocast context of encoding under ``amp``.
-
-    ``"off"``: none (the model's own precision); ``"auto"``: bf16 on a CUDA device that
-    supports it, else fp16 there, and nothing on the CPU; ``"bf16"`` / ``"fp16"``: that type
-    on any device (CPU autocast supports both).
-    """
-    import contextlib
-
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return torch.autocast(device_type=device.type,
-                          dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def _image_input_dtype(backbone: "ClipBackbone") -> torch.dtype:
-    # A model built in bf16/fp16 (open_clip precision) needs its pixels in the type of its
-    # first convolution or linear layer (open_clip leaves embeddings and norms in fp32).
-    for module in backbone.model.visual.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            return module.weight.dtype
-    return torch.float32
-
-
-@torch.no_grad()
-def encode_images(encoder, images, *, batch_size: int = 64, device: str | torch.device | None = None,
-                  transform=None, verbose: bool = True, num_workers: int = 0,
-                  normalize: bool = True, amp: str = "off") -> np.ndarray:
-    """Encode images in batches to a float32 array ``(N, d)``.
-
-    Parameters
-    ----------
-    encoder : ClipBackbone or retrieval method
-        Anything with ``encode_image(tensor) -> (B, d)``; a method's
-        ``encode_images(tensor, indices=...)`` is used when present, with each image's position
-        in ``images``.
-    images : sequence of paths, or a torch Dataset returning image tensors
-    transform : callable, optional
-        PIL image -> tensor; defaults to the backbone's evaluation ``preprocess``.
-    num_workers : int, default=0
-        DataLoader workers decoding and transforming images.
-    amp : {"off", "auto", "bf16", "fp16"}, default="off"
-        Mixed precision of the forward pass (:func:`inference_autocast`). A model built in
-        bf16 or fp16 encodes in its own precision either way.
-    """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from retrieval.data.torch_datasets import ImageDataset
-
-    backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
-    if transform is None:
-        transform = backbone.preprocess
-    dataset = images if isinstance(images, torch.utils.data.Dataset) else \
-        ImageDataset(list(images), transform)
-    device = torch.device(device) if device is not None else backbone.device
-    method_encode = getattr(encoder, "encode_images", None)
-    input_dtype = _image_input_dtype(backbone)
-    autocast = inference_autocast(device, amp)
-    was_training = encoder.training
-    encoder.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
-    chunks = []
-    start = 0
-    for batch in tqdm(loader, desc="encode images", disable=not verbose, leave=False):
-        if isinstance(batch, dict):
-            indices = batch.get("index")
-            batch = batch["image"]
-        else:
-            indices = None
-        if indices is None:
-            # Datasets of bare tensors: positions in the dataset (the loader keeps the order).
-            indices = torch.arange(start, start + batch.shape[0])
-        start += batch.shape[0]
-        batch = batch.to(device=device, dtype=input_dtype, non_blocking=True)
-        with autocast:
-            if method_encode is not None:
-                # Methods get each image's dataset index (per-image seeded evaluation views).
-                emb = method_encode(batch, indices=indices.to(device))
-            else:
-                emb = encoder.encode_image(batch)
-        if normalize:
-            emb = F.normalize(emb.float(), dim=-1)
-        chunks.append(emb.float().cpu().numpy())
-    encoder.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.embed_dim), np.float32)
-
-
-@torch.no_grad()
-def encode_texts(encoder, captions: Sequence[str], *, batch_size: int = 256,
-                 device: str | torch.device | None = None, verbose: bool = True,
-                 normalize: bool = True, amp: str = "off") -> np.ndarray:
-    """Encode captions in batches to a float32 array ``(N, d)`` (see :func:`encode_images`)."""
-    from tqdm.auto import tqdm
-
-    backbone = encoder if isinstance(encoder, ClipBackbone) else encoder.backbone
-    device = torch.device(device) if device is not None else backbone.device
-    encode = getattr(encoder, "encode_texts", None) or encoder.encode_text
-    autocast = inference_autocast(device, amp)
-    was_training = encoder.training
-    encoder.eval()
-    chunks = []
-    n = len(captions)
-    for part in tqdm(list(_batches(n, batch_size)), desc="encode texts", disable=not verbose,
-                     leave=False):
-        ids = backbone.tokenize(list(captions[part])).to(device)
-        with autocast:
-            emb = encode(ids)
-        if normalize:
-            emb = F.normalize(emb.float(), dim=-1)
-        chunks.append(emb.float().cpu().numpy())
-    encoder.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.embed_dim), np.float32)

@@ -82,7 +82,7 @@ def _load(args: argparse.Namespace, split: str, **kwargs):
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from retrieval.training import resolve_workers
+    from retrieval.sampling import resolve_workers
 
     return resolve_workers(getattr(args, "workers", None))
 
@@ -95,14 +95,25 @@ def _backbone_options(args: argparse.Namespace) -> dict:
     if getattr(args, "precision", None):
         options["precision"] = args.precision
     if getattr(args, "open_clip_kwargs", None):
-        try:
-            overrides = json.loads(args.open_clip_kwargs)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"--open-clip-kwargs is not valid JSON: {exc}") from None
-        if not isinstance(overrides, dict):
-            raise SystemExit("--open-clip-kwargs takes a JSON object")
-        options["open_clip_kwargs"] = overrides
+        options["open_clip_kwargs"] = _json_object(args.open_clip_kwargs, "--open-clip-kwargs")
     return options
+
+
+def _json_object(text: str | None, option: str) -> dict:
+    """The JSON object given to ``option`` (empty when not given); a ValueError naming the
+    option and the fix otherwise."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno} of "
+                         f"{text!r}); write a JSON object with double-quoted keys, e.g. "
+                         f"{option} '{{\"name\": 0.5}}'") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} takes a JSON object ({{\"name\": value, ...}}), got "
+                         f"{type(value).__name__} {text!r}")
+    return value
 
 
 # Messages of the loaders for a split that simply is not there (as opposed to a broken one).
@@ -118,6 +129,13 @@ def _load_optional(args: argparse.Namespace, split: str):
             logger.warning("no %s split in %s: %s", split, args.data_root, exc)
             return None
         raise
+
+
+def _require_data_path(root: Path) -> None:
+    # Checked before a model is built: building a real backbone takes a while, and a typo in
+    # the path should not wait for it.
+    if not root.exists():
+        raise FileNotFoundError(f"--data-root: data path not found: {root}")
 
 
 def _is_coco(args: argparse.Namespace) -> bool:
@@ -169,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         logger.warning("training without a validation split: the last epoch is kept")
     val_max = args.val_max_images if args.val_max_images is not None else (
         1000 if _is_coco(args) else None)
-    method_config = json.loads(args.method_config) if args.method_config else {}
+    method_config = _json_object(args.method_config, "--method-config")
     lr_backbone, lr_new = _learning_rates(args, method_class)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr_backbone=lr_backbone,
@@ -233,7 +251,7 @@ def _train_on_features(args: argparse.Namespace, train_split) -> int:
         raise SystemExit(f"{args.data_root} holds features of {train_split.model!r}, not "
                          f"--model {args.model!r}")
     val_split = _load_optional(args, "val")
-    method_config = json.loads(args.method_config) if args.method_config else {}
+    method_config = _json_object(args.method_config, "--method-config")
     try:
         method = build_feature_method(args.method, train_split, method_config=method_config)
     except ValueError as exc:
@@ -297,6 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _resolve_device(args)
     root = Path(args.data_root)
+    _require_data_path(root)
     eval_seeds = None
     if args.eval_seeds:
         try:
@@ -399,6 +418,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from retrieval.training import encode_to_features
 
     _resolve_device(args)
+    _require_data_path(Path(args.data_root))
     model = _model_from_args(args)
     if not getattr(model, "is_single_vector", True):
         raise SystemExit(f"encode writes one pooled vector per image and caption; method "
@@ -478,11 +498,28 @@ def _resolve_published_paths(args: argparse.Namespace) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions a user's command causes (paths, names, formats, another run's folder),
     reported as one line. Evaluated only when an error occurs: the imports are heavy."""
-    from retrieval.backbones import CheckpointError
+    from retrieval.backbones import CheckpointError, UnsupportedModelError
     from retrieval.data import UnreadableImageError
 
     return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError, CheckpointError, UnreadableImageError)
+            PermissionError, CheckpointError, UnreadableImageError, UnsupportedModelError)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # By name: torch is not imported for the commands that do not need it.
+    return type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def _out_of_memory_hint(args: argparse.Namespace, exc: BaseException) -> str:
+    """One line for a device out of memory: what ran out and the options that fix it."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    fixes = "a smaller --batch-size"
+    if args.command == "train":
+        fixes += (", --grad-checkpointing, or --amp bf16 / fp16; the run resumes from its "
+                  "checkpoint_last.pt with these changed")
+    else:
+        fixes += " or --amp bf16 / fp16"
+    return f"{args.command} ran out of device memory ({first[:160]}); use {fixes}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -647,6 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _resolve_published_paths(args)
         return int(args.func(args) or 0)
     except Exception as exc:
+        if _is_out_of_memory(exc):
+            logger.debug("traceback of the error", exc_info=True)
+            print(f"error: {_out_of_memory_hint(args, exc)}", file=sys.stderr)
+            return 2
         if not isinstance(exc, _user_errors()):
             raise
         # A mistake in the command (a path, a name, a folder of another run) is one line;

@@ -99,7 +99,7 @@ def twin_accuracy(method: Any, split: Any, *, batch_size: int = 256, verbose: bo
     all its twins of that kind), ``twin_win_{kind}`` (percent of image-twin pairs won) and
     ``twin_images_{kind}`` (images with at least one twin of that kind).
     """
-    from retrieval.backbones import encode_images, encode_texts
+    from retrieval.encoding import encode_images, encode_texts
 
     if not hasattr(split, "image_paths"):
         return {}  # precomputed features carry no captions to swap

@@ -26,15 +26,18 @@ from retrieval._inputs import _MAX_BLOCK_ENTRIES, _check_embeddings, _check_ids,
     _to_numpy
 from retrieval.gpu_placement import GpuChoice
 from retrieval.indices import build_index
-from retrieval.metrics import _assemble, _ranks_from_lists, _recall_keys
+from retrieval.metrics import _assemble, _ranks_from_lists, _recall_keys, _resolve_tie_tol, \
+    tie_tolerance
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["shortlist_rerank", "rerank_metrics", "exhaustive_metrics", "shortlist_recall_loss"]
 
-# Scores of a model's own scoring (MaxSim of unit vectors: cosine-like, in [-1, 1]) closer than
-# this tie: the float32 rounding bound of a 512-dimensional cosine (retrieval.metrics.tie_tolerance).
-DEFAULT_SCORE_TIE_TOL = 6.2e-5
+# Model scores of unknown length tie within the rounding bound of a 512-term dot product, on the
+# scale of the scores themselves (retrieval.metrics.tie_tolerance: the one tie rule).
+_SCORE_TERMS = 512
+#: The tie gap of cosine-scale model scores (``tie_tolerance(512)``); kept as a public name.
+DEFAULT_SCORE_TIE_TOL = tie_tolerance(_SCORE_TERMS)
 
 RescoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -127,7 +130,7 @@ def rerank_metrics(
     text_image_ids: Any,
     ks: Sequence[int] = (1, 5, 10),
     *,
-    tie_tol: float = DEFAULT_SCORE_TIE_TOL,
+    tie_tol: Optional[float] = None,
 ) -> Dict[str, float]:
     """Recall metrics from per-query candidate lists with scores (e.g. :func:`shortlist_rerank`).
 
@@ -144,10 +147,11 @@ def rerank_metrics(
         Image row of every caption.
     ks : sequence of int, default=(1, 5, 10)
         The K of R@K.
-    tie_tol : float, default=DEFAULT_SCORE_TIE_TOL
+    tie_tol : float, optional
         Scores within this gap of the best positive tie with it (pessimistically), so that
-        float rounding of one score computed in different blocks does not change a rank. Raise it
-        for scores on a larger scale than cosine; 0 compares exactly.
+        float rounding of one score computed in different blocks does not change a rank.
+        Default: :func:`~retrieval.metrics.tie_tolerance` on the scale of the listed scores
+        (AVSE's MaxSim sums span ``[-q, q]``); 0 compares exactly.
 
     Returns
     -------
@@ -168,17 +172,19 @@ def rerank_metrics(
     if c_i2t.max(initial=-1) >= n_texts or c_t2i.max(initial=-1) >= n_images:
         raise ValueError("candidate indices exceed the gallery size.")
     owner = np.where(c_i2t >= 0, ids[np.clip(c_i2t, 0, None)], -1)
-    tol = _check_tie_tol(tie_tol)
+    tol = _check_tie_tol(tie_tol, s_i2t, s_t2i)
     ranks_i2t = _ranks_from_lists(s_i2t, owner, np.arange(n_images), tol)
     ranks_t2i = _ranks_from_lists(s_t2i, c_t2i, ids, tol)
     return _assemble(ranks_i2t, ranks_t2i, ks)
 
 
-def _check_tie_tol(tie_tol: float) -> float:
-    tie_tol = float(tie_tol)
-    if not (np.isfinite(tie_tol) and tie_tol >= 0):
-        raise ValueError(f"tie_tol must be a finite number >= 0, got {tie_tol!r}.")
-    return tie_tol
+def _check_tie_tol(tie_tol: Optional[float], *scores: np.ndarray) -> float:
+    """The tie gap: as given (validated), or the rounding bound on the scores' own scale."""
+    if tie_tol is None and scores:
+        finite = [np.abs(s[np.isfinite(s)]).max(initial=0.0) for s in scores]
+        return tie_tolerance(_SCORE_TERMS, scale=float(max(finite)))
+    return _resolve_tie_tol(DEFAULT_SCORE_TIE_TOL if tie_tol is None else float(tie_tol),
+                            _SCORE_TERMS)
 
 
 def _exhaustive_ranks(

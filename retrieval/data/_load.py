@@ -10,7 +10,7 @@ from ._split import RetrievalSplit
 from .fdrd import is_fdrd_file, load_fdrd
 from .features import MANIFEST_FILE, FeatureSplit, load_features
 from .folder import CAPTIONS_FILE, load_folder
-from .karpathy import load_karpathy
+from .karpathy import IdOrderMismatch, load_karpathy
 from .shipped import canonical_ids_file
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _load_karpathy_ordered(json_path: Path, image_root, split: str, ids_file) ->
         return load_karpathy(json_path, image_root, split=split)
     try:
         loaded = load_karpathy(json_path, image_root, split=split, ids_file=found)
-    except ValueError as exc:
+    except IdOrderMismatch as exc:
         # A file named like the public one but holding other images (a subset, a miniature):
         # its own order is the only one that exists.
         logger.warning("%s: the %s images do not match the published canonical order %s (%s); "

@@ -9,6 +9,8 @@ for analysis only.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
@@ -17,7 +19,8 @@ import numpy as np
 
 from .dense import load_dense_captions
 
-__all__ = ["RetrievalSplit", "as_id_array", "check_images_exist"]
+__all__ = ["RetrievalSplit", "as_id_array", "check_images_exist", "without_ground_truth",
+           "training_set_fingerprint"]
 
 
 def as_id_array(ids: Any, name: str = "text_image_ids") -> np.ndarray:
@@ -329,3 +332,37 @@ def check_images_exist(paths: list[str], where: str) -> None:
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} images of {where} are missing, e.g. {first}"
         )
+
+
+def without_ground_truth(split: Any) -> Any:
+    """The split as a method may see it: its (possibly noisy) training pairs, without the
+    clean pairing kept for analysis.
+
+    A shallow copy with ``clean_text_image_ids`` set to None (images, captions and arrays are
+    shared, not copied); a split without a clean pairing comes back as is. The trainer hands
+    this view to methods, so the ground truth of simulated or published noise cannot reach
+    training by accident; the analysis (:func:`retrieval.analysis.correspondence_analysis`)
+    reads it from the split as loaded.
+    """
+    if getattr(split, "clean_text_image_ids", None) is None:
+        return split
+    view = copy.copy(split)
+    view.clean_text_image_ids = None
+    return view
+
+
+def training_set_fingerprint(split: Any) -> dict[str, Any]:
+    """Size and SHA-256 of what a training split pairs: its image identifiers, captions and
+    caption -> image ids (noisy ones included).
+
+    A run records it; resuming on another training set (an image left out by
+    ``--skip-bad-images`` after a crash, other noise) would no longer be exact, and is refused.
+    """
+    digest = hashlib.sha256()
+    keys = getattr(split, "image_keys", None)
+    n_images = int(split.n_images)
+    ids = np.ascontiguousarray(split.text_image_ids, dtype=np.int64)
+    for text in list(keys or []) + list(getattr(split, "captions", None) or []):
+        digest.update(str(text).encode("utf-8") + b"\0")
+    digest.update(ids.tobytes())
+    return {"n_images": n_images, "n_captions": int(ids.shape[0]), "sha256": digest.hexdigest()}

@@ -45,23 +45,34 @@ OBJECTS_FILE = "objects.jsonl"
 IMAGES_DIR = "images"
 
 
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; a byte-order mark (Windows editors write one) is dropped,
+    and a file in another encoding is refused naming the file, the line and the fix."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        lineno = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte {data[exc.start]:#04x}; "
+                         "Latin-1 or another legacy encoding?); save the file as UTF-8") from None
+
+
 def _read_captions_tsv(path: Path) -> list[tuple[str, str, str | None]]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) not in (2, 3):
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'relative_path<TAB>caption[<TAB>split]', "
-                    f"got {len(fields)} tab-separated fields"
-                )
-            rel, caption = fields[0].strip(), fields[1].strip()
-            if not rel:
-                raise ValueError(f"{path}:{lineno}: empty image path")
-            rows.append((rel, caption, fields[2].strip() if len(fields) == 3 else None))
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) not in (2, 3):
+            raise ValueError(
+                f"{path}:{lineno}: expected 'relative_path<TAB>caption[<TAB>split]', "
+                f"got {len(fields)} tab-separated fields"
+            )
+        rel, caption = fields[0].strip(), fields[1].strip()
+        if not rel:
+            raise ValueError(f"{path}:{lineno}: empty image path")
+        rows.append((rel, caption, fields[2].strip() if len(fields) == 3 else None))
     return rows
 
 

@@ -75,6 +75,14 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
             return _to_rgb(img)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        # PIL's guard against a header that claims billions of pixels (a decompression bomb,
+        # or a corrupt header): the file is never decoded, so it is as unreadable as a
+        # truncated one. Its message names no file.
+        raise UnreadableImageError(
+            f"cannot read image {path}: {exc} (PIL refuses images over "
+            f"{2 * Image.MAX_IMAGE_PIXELS} pixels; pass --skip-bad-images, or "
+            "skip_bad_images=True, to leave such images out)") from exc
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise UnreadableImageError(
             f"cannot read image {path}: {exc} (a truncated or corrupt file; pass "

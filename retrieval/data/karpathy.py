@@ -19,6 +19,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,16 @@ from ._split import RetrievalSplit, check_images_exist
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_karpathy", "load_caption_file", "read_id_file", "KARPATHY_SPLITS"]
+__all__ = ["load_karpathy", "load_caption_file", "read_id_file", "KARPATHY_SPLITS",
+           "IdOrderMismatch"]
+
+
+class IdOrderMismatch(ValueError):
+    """An id file does not list the images of a Karpathy split (another set, a miniature).
+
+    Raised apart from a malformed file, so that a caller falling back to the JSON order on a
+    mismatch never hides a broken file behind that fallback.
+    """
 
 #: Karpathy ``split`` values making up each split name.
 KARPATHY_SPLITS: dict[str, tuple[str, ...]] = {
@@ -113,6 +123,45 @@ def load_caption_file(
     return captions, text_image_ids, image_ids
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON document of ``path``; a syntax or encoding error names the file and where."""
+    try:
+        # utf-8-sig: a byte-order mark written by some editors is not part of the document.
+        with open(path, encoding="utf-8-sig") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                         f"{exc.colno}; fix or re-download the file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save "
+                         "it as UTF-8") from None
+
+
+def _check_entry(path: Path, position: int, entry: Any) -> None:
+    """Refuse an image entry outside the Karpathy schema, naming it and the fix."""
+    where = f"{path}: images[{position}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is a {type(entry).__name__}, not an object with 'filename' "
+                         "and 'sentences'")
+    if "filename" not in entry:
+        other = next((key for key in ("file_name", "image", "path") if key in entry), None)
+        hint = (f"it has {other!r}: the Karpathy schema names the file 'filename' (rename the "
+                "key)") if other else "the Karpathy schema names each image's file there"
+        raise ValueError(f"{where} has no 'filename'; {hint}")
+    sentences = entry.get("sentences", [])
+    if not isinstance(sentences, list):
+        raise ValueError(f"{where} ({entry['filename']!r}): 'sentences' must be a list")
+    for k, sentence in enumerate(sentences):
+        if isinstance(sentence, str):
+            raise ValueError(f"{where} ({entry['filename']!r}): sentences[{k}] is a plain "
+                             "string; the Karpathy schema wants objects, write "
+                             '{"raw": "the caption"}')
+        if not isinstance(sentence, dict) or "raw" not in sentence:
+            raise ValueError(f"{where} ({entry['filename']!r}): sentences[{k}] has no 'raw' "
+                             "caption text; add it (the Karpathy files keep the caption as "
+                             "written under 'raw')")
+
+
 def _image_relpath(entry: dict) -> str:
     return os.path.join(entry["filepath"], entry["filename"]) if entry.get("filepath") else entry["filename"]
 
@@ -184,10 +233,11 @@ def load_karpathy(
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(KARPATHY_SPLITS)}")
     if captions_per_image is not None and captions_per_image < 1:
         raise ValueError(f"captions_per_image must be >= 1 or None, got {captions_per_image}")
-    with open(json_path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict) or "images" not in data:
+    data = _read_json(json_path)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{json_path} is not a Karpathy split file (no 'images' list)")
+    for position, entry in enumerate(data["images"]):
+        _check_entry(json_path, position, entry)
     wanted = KARPATHY_SPLITS[split]
     entries = [e for e in data["images"] if e.get("split") in wanted]
     if not entries:
@@ -201,16 +251,17 @@ def load_karpathy(
         by_id = {}
         for e in entries:
             if id_key not in e:
-                raise ValueError(f"{json_path}: image {e.get('filename')!r} has no {id_key!r}")
+                raise IdOrderMismatch(
+                    f"{json_path}: image {e.get('filename')!r} has no {id_key!r}")
             by_id[int(e[id_key])] = e
         unknown = [int(v) for v in order if int(v) not in by_id]
         if unknown:
-            raise ValueError(
+            raise IdOrderMismatch(
                 f"{ids_file}: {len(unknown)} ids are not {id_key} values of split {split!r} "
                 f"in {json_path}, e.g. {unknown[:5]}"
             )
         if len(order) != len(entries):
-            raise ValueError(
+            raise IdOrderMismatch(
                 f"{ids_file} lists {len(order)} distinct images but split {split!r} of "
                 f"{json_path} has {len(entries)}"
             )

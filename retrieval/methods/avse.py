@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from retrieval.backbones import ClipBackbone
+from retrieval.backbones import ClipBackbone, UnsupportedModelError
 from retrieval.losses import hinge_triplet
 from retrieval.methods.base import GatherFn, RetrievalMethod, register_method
 
@@ -235,7 +235,7 @@ class RadialViewMaxSim:
                              f"{chunk_sizes}")
         side = int(round(math.sqrt(n_patches)))
         if side * side != n_patches:
-            raise NotImplementedError(f"AVSE needs a square patch grid; {where} has "
+            raise UnsupportedModelError(f"AVSE needs a square patch grid; {where} has "
                                       f"{n_patches} patches")
         self.n_views = int(n_views)
         self.keep_train = float(keep_train)
@@ -483,10 +483,10 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
         grid = visual.grid_size if hasattr(visual, "grid_size") else None
         n_patches = int(visual.positional_embedding.shape[0]) - 1
         if grid is not None and int(grid[0]) * int(grid[1]) != n_patches:
-            raise NotImplementedError(f"AVSE needs a square patch grid; {backbone.name} has "
+            raise UnsupportedModelError(f"AVSE needs a square patch grid; {backbone.name} has "
                                       f"{grid}")
         if grid is not None and grid[0] != grid[1]:
-            raise NotImplementedError(f"AVSE needs a square patch grid; {backbone.name} has "
+            raise UnsupportedModelError(f"AVSE needs a square patch grid; {backbone.name} has "
                                       f"{tuple(grid)}")
         self._setup_views(
             backbone.embed_dim, n_patches, n_views=n_views, keep_train=keep_train,

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from retrieval.backbones import ClipBackbone
+from retrieval.split_encoding import encode_split
 
 #: Gathers a tensor across processes (identity in a single process); the local slice keeps
 #: its gradient. Methods compute their batch loss on the gathered (global) batch.
@@ -278,8 +279,6 @@ class RetrievalMethod(nn.Module):
         **metric_kwargs
             Passed to :func:`retrieval.evaluation.retrieval_metrics`.
         """
-        from retrieval.training import encode_split
-
         images, texts, ids = encode_split(self, split, batch_size=batch_size, verbose=verbose,
                                           max_images=max_images, amp=amp,
                                           num_workers=num_workers)

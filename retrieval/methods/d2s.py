@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from typing import Any, Callable
 
 import torch
@@ -31,59 +30,12 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from retrieval.backbones import ClipBackbone
+from retrieval.backbones import ClipBackbone, UnsupportedModelError
+from retrieval.data.dense import split_dense_caption  # noqa: F401 - its public home was here
 from retrieval.losses import hinge_triplet
 from retrieval.methods.base import EpochContext, GatherFn, RetrievalMethod, register_method
 
 logger = logging.getLogger(__name__)
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def _token_count(tokenizer: Callable, text: str) -> int:
-    encode = getattr(tokenizer, "encode", None)
-    if encode is not None:
-        return len(encode(text))
-    # Tokenizers without a bare encoder (HF): count through the padded ids.
-    ids = torch.as_tensor(tokenizer([text]))[0]
-    return int((ids != 0).sum()) - 2
-
-
-def split_dense_caption(text: str, tokenizer: Callable, max_tokens: int) -> list[str]:
-    """Pack a long caption's sentences greedily into chunks of at most ``max_tokens`` BPE tokens.
-
-    A sentence longer than ``max_tokens`` is cut at word boundaries (spec 5.2). CLIP's context
-    is 77 tokens, two of them start and end markers, so ``max_tokens`` is 75 for real models.
-    """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(text.strip()):
-        sentence = sentence.strip()
-        if not sentence:
-            continue
-        if _token_count(tokenizer, sentence) <= max_tokens:
-            pieces.append(sentence)
-            continue
-        current: list[str] = []
-        for word in sentence.split():
-            candidate = " ".join(current + [word])
-            if current and _token_count(tokenizer, candidate) > max_tokens:
-                pieces.append(" ".join(current))
-                current = [word]
-            else:
-                current.append(word)
-        if current:
-            pieces.append(" ".join(current))
-    chunks: list[str] = []
-    for piece in pieces:
-        candidate = f"{chunks[-1]} {piece}" if chunks else piece
-        if chunks and _token_count(tokenizer, candidate) <= max_tokens:
-            chunks[-1] = candidate
-        else:
-            chunks.append(piece)
-    return chunks or [text.strip()]
-
 
 class DenseCaptionDataset(Dataset):
     """One item per image: the image and its dense caption as token chunks (D2S stage 1).
@@ -352,7 +304,7 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
             raise ValueError(f"max_chunk_tokens must be in [1, {backbone.context_length - 2}] "
                              f"(the context length minus start and end), got {max_chunk_tokens}")
         if not hasattr(backbone.model, "token_embedding"):
-            raise NotImplementedError(f"D2S needs CLIP's built-in text tower; {backbone.name} "
+            raise UnsupportedModelError(f"D2S needs CLIP's built-in text tower; {backbone.name} "
                                       "has another one")
         self._setup_objective(
             backbone.embed_dim, stage1_fraction=stage1_fraction, margin=margin,

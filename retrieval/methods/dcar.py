@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from retrieval.backbones import ClipBackbone, set_requires_grad
+from retrieval.backbones import ClipBackbone, UnsupportedModelError, set_requires_grad
 from retrieval.losses import info_nce
 from retrieval.methods.base import GatherFn, RetrievalMethod, register_method
 from retrieval.rewriting import CaptionRewriter, positive_from_objects, twins_from_objects
@@ -211,7 +211,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         super().__init__(backbone)
         model = backbone.model
         if not hasattr(model, "token_embedding"):
-            raise NotImplementedError(f"DCAR needs CLIP's built-in text tower; {backbone.name} "
+            raise UnsupportedModelError(f"DCAR needs CLIP's built-in text tower; {backbone.name} "
                                       "has another one")
         visual = backbone._require_plain_vit()
         if token_weighting not in ("dynamic", "none"):
@@ -316,7 +316,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         if pool not in ("argmax", "eos"):
             # The prompts shift every position after the start token by n; only an end token
             # found in the caption itself can follow them.
-            raise NotImplementedError(f"DCAR's text prompts need end-of-text pooling (argmax or "
+            raise UnsupportedModelError(f"DCAR's text prompts need end-of-text pooling (argmax or "
                                       f"eos); {self.backbone.name} pools with {pool!r}")
         n = self.n_prompts
         token_ids = self._fit_context(token_ids)

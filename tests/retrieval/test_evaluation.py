@@ -520,10 +520,20 @@ def test_shortlist_rerank_validates_rescore_shape():
 # ------------------------------------------------------------------------------------------------
 # Ties under float rounding
 # ------------------------------------------------------------------------------------------------
-def test_tie_tolerance_is_the_float32_dot_product_bound():
+def test_tie_tolerance_is_a_few_ulps_of_the_score_scale_and_dimension():
+    import math
+
     u = 2.0 ** -24
     for d in (16, 64, 512, 1024):
-        assert ev.tie_tolerance(d) == pytest.approx(2 * (d + 2) * u / (1 - (d + 2) * u))
+        assert ev.tie_tolerance(d) == pytest.approx(2 * (math.ceil(math.log2(d)) + 1) * u)
+    # 10 float32 ulps of 1 at d = 512 (it was 6.1e-5, ~500 ulps, before issue 25), scaled with
+    # the scores (AVSE's MaxSim sums span [-q, q]).
+    assert ev.tie_tolerance(512) == pytest.approx(1.19e-6, rel=1e-2)
+    assert ev.tie_tolerance(512, scale=8.0) == pytest.approx(8 * ev.tie_tolerance(512))
+    from retrieval.rerank import DEFAULT_SCORE_TIE_TOL, _check_tie_tol
+
+    assert DEFAULT_SCORE_TIE_TOL == ev.tie_tolerance(512)
+    assert _check_tie_tol(None, np.array([[-6.0, 3.0]])) == ev.tie_tolerance(512, scale=6.0)
     # Measured: the same unit-vector score computed by blocks of different shapes stays inside it.
     rng = np.random.default_rng(0)
     x = _unit(rng.normal(size=(300, 512)))
