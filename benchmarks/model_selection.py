@@ -197,14 +197,14 @@ def write_report(records: list[dict], datasets: list[str]) -> None:
                   f"{bar_acc:.3f})."]
 
     lines += ["", "## Per dataset (ACC)", "",
-              "| dataset | n | default rule | picked most often | best baseline (picked with "
-              "labels) | oracle | match |", "|---|---|---|---|---|---|---|"]
+              "| dataset | n | seeds | default rule | picked most often | best baseline (picked "
+              "with labels) | oracle | match |", "|---|---|---|---|---|---|---|---|"]
     for d in done:
         s = summary[d]
         rule = s["rules"][DEFAULT_RULE]
         base = s["best_baseline"]
         match = "yes" if rule[0] >= base[1] - MATCH_TOLERANCE else "**no**"
-        lines.append(f"| {d} | {s['n']} | {rule[0]:.3f} ± {rule[1]:.3f} | {rule[4]} | "
+        lines.append(f"| {d} | {s['n']} | {s['seeds']} | {rule[0]:.3f} ± {rule[1]:.3f} | {rule[4]} | "
                      f"{base[1]:.3f} ± {base[2]:.3f} ({base[0]}) | {s['oracle'][0]:.3f} | {match} |")
 
     lines += ["", "## Every rule per dataset (mean ACC)", "",
