@@ -76,6 +76,9 @@ IVF_LISTS_PER_SQRT_N = 4
 IVF_PROBES = 16
 IVF_TRAIN_PER_LIST = 64
 
+#: Spare candidates (at least) that each backend returns before the exact re-ranking.
+RERANK_SPARE = 4
+
 
 ArrayOrSparse = Union[np.ndarray, sp.spmatrix, sp.sparray]
 
@@ -155,32 +158,95 @@ def knn_search(
         )
     n_search = n_neighbors + 1 if self_search else n_neighbors
     Q = X if self_search else query
-    if use_faiss:
-        import faiss
-
-        base = np.ascontiguousarray(X, dtype=np.float32)
-        index = _ivf_index(base) if approximate else faiss.IndexFlatL2(base.shape[1])
-        index.add(base)
-        dist, idx = index.search(np.ascontiguousarray(Q, dtype=np.float32), n_search)
-        if approximate:
-            # A query whose probed cells hold fewer than n_search points gets -1 entries:
-            # fill them from an exact search of those rows only (rare; tiny cells).
-            short = np.flatnonzero((idx < 0).any(axis=1))
-            if short.size:
-                exact = faiss.IndexFlatL2(base.shape[1])
-                exact.add(base)
-                queries = np.ascontiguousarray(Q[short], dtype=np.float32)
-                dist[short], idx[short] = exact.search(queries, n_search)
-        idx = idx.astype(np.int64)
-        dist = dist.astype(np.float64)
-    else:
+    if is_sparse:
+        # Sparse inputs only ever take this path, so its order does not depend on FAISS.
         nn = NearestNeighbors(n_neighbors=n_search, algorithm="brute", metric="euclidean")
         nn.fit(X)
         dist, idx = nn.kneighbors(Q, return_distance=True)
         dist = dist**2
+    else:
+        # Both backends compute distances in their own way (FAISS in float32, scikit-learn by
+        # the dot-product expansion), so near-ties come out in different orders. Each returns
+        # a few spare candidates, and one exact float64 re-ranking with ties broken by index
+        # decides: the lists are the same whichever backend ran.
+        n_pool = n_samples if self_search else n_samples + 1
+        n_candidates = min(n_search + max(RERANK_SPARE, n_search // 2), n_pool - 1)
+        n_candidates = max(n_candidates, n_search)
+        if use_faiss:
+            candidates = _faiss_candidates(X, Q, n_candidates, approximate)
+        else:
+            nn = NearestNeighbors(n_neighbors=n_candidates, algorithm="brute",
+                                  metric="euclidean")
+            nn.fit(X)
+            candidates = nn.kneighbors(Q, return_distance=False)
+        X64, Q64 = np.asarray(X, dtype=np.float64), np.asarray(Q, dtype=np.float64)
+        idx, dist, open_ties = _exact_rerank(X64, Q64, candidates, n_search)
+        if not approximate and candidates.shape[1] < n_samples:
+            # Rows whose last kept distance reaches the end of their candidate list may have
+            # tied points outside it (binary data ties a lot): they get a full exact search.
+            for row in np.flatnonzero(open_ties):
+                idx[row], dist[row] = _exact_row(X64, Q64[row], n_search)
     if self_search:
         idx, dist = _drop_self(idx, dist)
     return idx.astype(np.int64, copy=False), np.maximum(dist, 0.0)
+
+
+def _faiss_candidates(X: np.ndarray, Q: np.ndarray, n_candidates: int,
+                      approximate: bool) -> np.ndarray:
+    """Candidate neighbour indices from a FAISS index (exact ``IndexFlatL2`` or IVF)."""
+    import faiss
+
+    base = np.ascontiguousarray(X, dtype=np.float32)
+    index = _ivf_index(base) if approximate else faiss.IndexFlatL2(base.shape[1])
+    index.add(base)
+    queries = np.ascontiguousarray(Q, dtype=np.float32)
+    _, idx = index.search(queries, n_candidates)
+    if approximate:
+        # A query whose probed cells hold fewer than n_candidates points gets -1 entries:
+        # fill them from an exact search of those rows only (rare; tiny cells).
+        short = np.flatnonzero((idx < 0).any(axis=1))
+        if short.size:
+            exact = faiss.IndexFlatL2(base.shape[1])
+            exact.add(base)
+            idx[short] = exact.search(queries[short], n_candidates)[1]
+    return idx.astype(np.int64)
+
+
+def _exact_rerank(X: np.ndarray, Q: np.ndarray, candidates: np.ndarray,
+                  n_keep: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n_keep`` nearest candidates by float64 squared distance, ties by smaller index.
+
+    The distance of a pair is computed from the two rows alone (difference, square, sum over
+    the features), so it does not depend on which other candidates are in the list. Also
+    returns, per row, whether the last kept distance is within float32 rounding of the farthest
+    candidate's: then points outside the list may tie with it.
+    """
+    n_queries, m = candidates.shape
+    dim = max(X.shape[1], 1)
+    # About 16 M floats per block of the (rows, candidates, features) difference tensor.
+    block = max(1, (1 << 24) // (m * dim))
+    dist = np.empty(candidates.shape)
+    for start in range(0, n_queries, block):
+        rows = slice(start, start + block)
+        diff = X[candidates[rows]] - Q[rows, None, :]
+        np.square(diff, out=diff)
+        # add.reduce over a contiguous last axis: the same pairwise summation for every pair
+        dist[rows] = diff.sum(axis=-1)
+    order = np.lexsort((candidates, dist), axis=-1)[:, :n_keep]
+    idx = np.take_along_axis(candidates, order, axis=1)
+    kept = np.take_along_axis(dist, order, axis=1)
+    farthest = dist.max(axis=1)
+    open_ties = farthest <= kept[:, -1] * (1 + 1e-5) + 1e-12
+    return idx, kept, open_ties
+
+
+def _exact_row(X: np.ndarray, q: np.ndarray, n_keep: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact float64 search of one query against every point, ties by smaller index."""
+    diff = X - q
+    np.square(diff, out=diff)
+    dist = diff.sum(axis=1)
+    order = np.lexsort((np.arange(X.shape[0]), dist))[:n_keep]
+    return order, dist[order]
 
 
 def _ivf_index(base: np.ndarray):

@@ -66,12 +66,15 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         Weight of the fusion term.
     gamma : float or "auto", default=0.01
         Weight of the rank (spectral) term. It acts through ``gamma / (4 beta)``. ``"auto"`` is
-        the adaptive rule of the CAN/CLR line of work [2]_: after each fusion step the
-        connected components of ``Z`` are counted; fewer than ``n_clusters`` doubles ``gamma``,
-        more halves it, starting where the rank correction is 1 % of the consensus graph in
-        norm. The fit then ends only once ``Z`` has exactly ``n_clusters`` components (or at
-        ``max_iter``), and the labels are those components. No labels are used. Ignored by
-        ``variant="reference"``, which keeps the official ``0.01``.
+        the adaptive rule of the CAN/CLR line of work [2]_, damped: after each fusion step the
+        connected components of ``Z`` are counted; fewer than ``n_clusters`` means ``gamma`` is
+        too small, more that it is too large; ``gamma`` doubles or halves until both sides are
+        known, then bisects on ``log gamma``, starting where the rank correction is 1 % of the
+        consensus graph in norm. The fit ends once ``Z`` has exactly ``n_clusters`` components
+        (the labels are then those components, ``labels_source_ = "components"``), once the
+        step on ``gamma`` is below 1 % without reaching them (``rank_status_`` says so; k-means
+        labels), or at ``max_iter``. No labels are used. Ignored by ``variant="reference"``,
+        which keeps the official ``0.01``.
     laplacian : {"normalized", "unnormalized"}, default="normalized"
         ``L_sym = I - D^{-1/2} Z D^{-1/2}`` or ``L = D - Z`` for the rank term and the embedding.
     n_neighbors : int, default=20
@@ -126,6 +129,14 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         The rank weight of the last iteration (``gamma`` itself unless ``gamma="auto"``).
     n_components_ : int
         Connected components of the final fused graph ``Z``.
+    labels_source_ : {"components", "kmeans"}
+        ``"components"`` when ``gamma="auto"`` gave ``Z`` exactly ``n_clusters`` connected
+        components: the labels are those components, as the method defines them; otherwise
+        k-means on the row-normalised embedding.
+    rank_status_ : str
+        How the rank weight ended: ``"fixed gamma"``, ``"reached n_clusters components"``,
+        ``"step collapsed: ..."`` (the component count jumps past ``n_clusters`` within a
+        1 % change of ``gamma``) or ``"stopped at max_iter ..."``.
     algorithm_ : str
         The path used, ``"dense"`` or ``"knn"``.
     n_views_ : int
@@ -263,9 +274,18 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self.affinity_ = Z
         self.embedding_ = F_final
         embedding = normalize(F_final)
-        kmeans = KMeans(self.n_clusters, n_init=self.n_init, random_state=rng).fit(embedding)
-        self.labels_ = kmeans.labels_.astype(np.int64)
-        self.cluster_centers_ = kmeans.cluster_centers_
+        if self.gamma == "auto" and not reference and self.n_components_ == self.n_clusters:
+            # The rank constraint did its job: the clusters are the graph's components.
+            _, self.labels_ = np.unique(self._component_labels, return_inverse=True)
+            self.labels_ = self.labels_.astype(np.int64)
+            self.cluster_centers_ = np.vstack([embedding[self.labels_ == k].mean(axis=0)
+                                               for k in range(self.n_clusters)])
+            self.labels_source_ = "components"
+        else:
+            kmeans = KMeans(self.n_clusters, n_init=self.n_init, random_state=rng).fit(embedding)
+            self.labels_ = kmeans.labels_.astype(np.int64)
+            self.cluster_centers_ = kmeans.cluster_centers_
+            self.labels_source_ = "kmeans"
         self._train_embedding = embedding
         self._train_views = views
         logger.info(
@@ -370,6 +390,8 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self._view_weights_raw = w
         self.gamma_ = float(gamma)
         self.n_components_ = rank_rule.count(Z)
+        self._component_labels = rank_rule.component_labels
+        self.rank_status_ = rank_rule.final_status(self.n_clusters, converged)
         # The official code labels with the embedding of the previous iteration's graph.
         F_final = F if reference else self._embed(Z, rng)[0]
         return Z, F_final
@@ -435,6 +457,8 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         self._view_weights_raw = w
         self.gamma_ = float(gamma)
         self.n_components_ = rank_rule.count(Z)
+        self._component_labels = rank_rule.component_labels
+        self.rank_status_ = rank_rule.final_status(self.n_clusters, converged)
         F_final, _ = self._embed(Z, rng, initial=F)
         return Z, F_final
 
@@ -483,24 +507,40 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
 
 
 class _RankRule:
-    """The adaptive rank weight of the CAN/CLR line of work (Nie et al., 2014, 2016).
+    """The adaptive rank weight of the CAN/CLR line of work (Nie et al., 2014, 2016), damped.
 
     The rank term of MGF exists to give the fused graph exactly ``c`` connected components, but
     no fixed ``gamma`` does that on every dataset (the term's scale depends on the graph's
     values and the embedding). With ``gamma="auto"`` the weight follows the graph: after each
-    fusion step the connected components of ``Z`` are counted (exactly, on its non-zero
-    pattern); fewer than ``c`` doubles ``gamma``, more than ``c`` halves it. The first value
-    makes the rank term 1 % of the consensus graph in norm, so the rule starts from the scale of
-    the data rather than from a constant.
+    fusion step the connected components of ``Z`` are counted (on its entries above
+    ``COUNT_TOLERANCE`` times its largest one, so that rounding residue connects nothing).
+    Too few components means ``gamma`` is too small, too many that it is too large. ``gamma``
+    doubles or halves until the count crosses ``c`` (bracketing); every crossing halves the step
+    on ``log gamma`` (bisection), so it cannot oscillate between a value that gives too few and
+    one that gives too many components, as plain doubling and halving does. Unlike a fixed
+    bracket, the step rule keeps working while ``Z`` itself still moves between iterations
+    (the count at a given ``gamma`` changes with it). When the step falls below
+    ``STEP_TOLERANCE`` (relative) without ``c`` components, the count jumps past ``c`` at that
+    ``gamma`` (two clusters split or merge together): the rule stops there and records why.
+    The first value makes the rank term 1 % of the consensus graph in norm, so the rule starts
+    from the scale of the data rather than from a constant.
     """
 
     #: Size of the first rank correction relative to the consensus graph (Frobenius norms).
     START_RATIO = 0.01
+    #: Entries of Z at or below this fraction of its largest entry do not connect samples.
+    COUNT_TOLERANCE = 1e-10
+    #: The search stops when a step would change gamma by less than this (relative).
+    STEP_TOLERANCE = 0.01
 
     def __init__(self, gamma, *, enabled: bool = True):
         self.auto = gamma == "auto" and enabled
         self.gamma = None if self.auto else (0.01 if gamma == "auto" else float(gamma))
         self.n_components = None
+        self.component_labels = None
+        self.step = float(np.log(2.0))  # on log gamma: doubling or halving at first
+        self.direction = None           # +1: the last count was below c (gamma went up)
+        self.status = "fixed gamma" if not self.auto else "searching"
 
     @property
     def initial_gamma(self) -> float:
@@ -513,27 +553,59 @@ class _RankRule:
         self.gamma = self.START_RATIO * scale / term if term > 0 and scale > 0 else 1.0
 
     def count(self, Z) -> int:
-        """Connected components of the non-zero pattern of ``Z`` (stored in ``n_components``)."""
+        """Connected components of the significant entries of ``Z`` (kept in ``n_components``)."""
+        values = _data(Z)
+        threshold = self.COUNT_TOLERANCE * float(values.max()) if values.size else 0.0
         if sp.issparse(Z):
             positive = Z.copy()
-            positive.data = (positive.data > 0).astype(np.int8)
+            positive.data = (positive.data > threshold).astype(np.int8)
             positive.eliminate_zeros()
         else:
-            positive = sp.csr_matrix(Z > 0)
-        self.n_components = int(connected_components(positive, directed=False)[0])
-        return self.n_components
+            positive = sp.csr_matrix(Z > threshold)
+        self.n_components, self.component_labels = connected_components(positive, directed=False)
+        return int(self.n_components)
+
+    def final_status(self, n_clusters: int, converged: bool) -> str:
+        """Why the rank weight ended where it did (``rank_status_``)."""
+        if not self.auto:
+            return "fixed gamma"
+        if self.n_components == n_clusters:
+            return "reached n_clusters components"
+        if self.status.startswith("step collapsed"):
+            return self.status
+        return (f"stopped at max_iter with {self.n_components} components (searching; "
+                f"converged={converged})")
+
+    @property
+    def collapsed(self) -> bool:
+        return self.step < np.log1p(self.STEP_TOLERANCE)
 
     def update(self, Z, n_clusters: int) -> bool:
-        """With ``"auto"``: count the components of ``Z``, adapt ``gamma`` and say whether the
-        count is ``c``. A fixed ``gamma`` never blocks convergence and is not counted here."""
+        """With ``"auto"``: count the components of ``Z``, move ``gamma`` and say whether it is
+        settled (``c`` components, or a step too small to matter). A fixed ``gamma`` is always
+        settled.
+        """
         if not self.auto:
             return True
-        self.count(Z)
-        if self.n_components < n_clusters:
-            self.gamma *= 2.0
-        elif self.n_components > n_clusters:
-            self.gamma *= 0.5
-        return self.n_components == n_clusters
+        found = self.count(Z)
+        if found == n_clusters:
+            self.status = "reached n_clusters components"
+            return True
+        if self.collapsed:
+            return True
+        direction = 1.0 if found < n_clusters else -1.0
+        if self.direction is not None and direction != self.direction:
+            # The count crossed n_clusters: halve the step on log gamma (bisection).
+            self.step *= 0.5
+        self.direction = direction
+        if self.collapsed:
+            self.status = (f"step collapsed: {found} components at gamma {self.gamma:.4g}; the "
+                           f"count crosses {n_clusters} within a {self.STEP_TOLERANCE:.0%} "
+                           "change of gamma")
+            return True
+        self.gamma *= float(np.exp(direction * self.step))
+        self.status = "searching"
+        return False
 
 
 def _data(M):

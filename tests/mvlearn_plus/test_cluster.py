@@ -7,6 +7,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mvlearn_plus.cluster import MultiGraphFusionClustering, PartitionAlignmentClustering
 from mvlearn_plus.metrics import clustering_accuracy
+from mvlearn_plus.datasets import load_dataset
+from mvlearn_plus.preprocessing import preprocess_views
+from sklearn.metrics import adjusted_rand_score
 
 ESTIMATORS = [MultiGraphFusionClustering, PartitionAlignmentClustering]
 
@@ -394,3 +397,62 @@ def test_knn_path_with_the_approximate_index_recovers_planted_clusters(Estimator
                       random_state=0).fit(views)
     assert clustering_accuracy(y, model.labels_) > 0.95
     assert clustering_accuracy(y[:50], model.predict([v[:50] for v in views])) > 0.95
+
+
+def _drive(rule, components_at, n_clusters=4, steps=60):
+    """Run the rank rule against a component count that depends on gamma alone."""
+    rule.gamma = 1.0
+    history = []
+    for _ in range(steps):
+        rule.count = lambda Z, rule=rule: setattr(rule, "n_components",
+                                                  components_at(rule.gamma)) or rule.n_components
+        settled = rule.update(None, n_clusters)
+        history.append(rule.gamma)
+        if settled:
+            return True, history
+    return False, history
+
+
+def test_damped_rank_rule_finds_a_narrow_window_plain_doubling_jumps_over():
+    from mvlearn_plus.cluster._mgf import _RankRule
+
+    # Exactly 4 components only for gamma in [5.0, 5.5]: doubling and halving from 1 jumps
+    # from 4 to 8 and back forever; the damped rule bisects into the window.
+    window = lambda g: 3 if g < 5.0 else (4 if g <= 5.5 else 5)  # noqa: E731
+    settled, history = _drive(_RankRule("auto"), window)
+    assert settled and 5.0 <= history[-1] <= 5.5
+
+    class PlainDoubling(_RankRule):
+        def update(self, Z, n_clusters):
+            found = self.count(Z)
+            if found != n_clusters:
+                self.gamma *= 2.0 if found < n_clusters else 0.5
+            return found == n_clusters
+
+    settled, history = _drive(PlainDoubling("auto"), window)
+    assert not settled and set(np.round(history[-4:], 6)) == {4.0, 8.0}
+
+
+def test_damped_rank_rule_stops_with_the_reason_when_the_count_jumps_past_c():
+    from mvlearn_plus.cluster._mgf import _RankRule
+
+    rule = _RankRule("auto")
+    settled, history = _drive(rule, lambda g: 3 if g < 7.0 else 5)
+    assert settled and len(history) < 20
+    assert abs(history[-1] - 7.0) / 7.0 < 0.05
+    assert rule.status.startswith("step collapsed") and "crosses 4" in rule.status
+
+
+def test_mgf_gamma_auto_labels_are_the_components_when_it_reaches_them():
+    data = load_dataset("bbcsport")
+    views = preprocess_views(data.views)
+    model = MultiGraphFusionClustering(n_clusters=5, gamma="auto", algorithm="knn",
+                                       random_state=0).fit(views)
+    assert model.n_components_ == 5 and model.rank_status_ == "reached n_clusters components"
+    assert model.labels_source_ == "components"
+    from scipy.sparse.csgraph import connected_components
+
+    _, components = connected_components(model.affinity_ > 0, directed=False)
+    assert adjusted_rand_score(components, model.labels_) == 1.0
+    fixed = MultiGraphFusionClustering(n_clusters=5, algorithm="knn", random_state=0).fit(views)
+    assert fixed.labels_source_ == "kmeans" and fixed.rank_status_ == "fixed gamma"

@@ -242,3 +242,24 @@ def test_knn_search_method_errors():
         knn_search(sp.csr_matrix(X), 3, method="approximate")
     with pytest.raises(ValueError, match="approximate.*FAISS"):
         knn_search(X, 3, backend="sklearn", method="approximate")
+
+
+def test_exact_knn_lists_do_not_depend_on_faiss():
+    pytest.importorskip("faiss")
+    # Binary views (like WebKB's) are full of exact ties, which each backend orders its own way.
+    rng = np.random.RandomState(0)
+    X = (rng.rand(300, 12) < 0.3).astype(np.float64)
+    with_faiss = knn_search(X, 8, backend="faiss")
+    without = knn_search(X, 8, backend="sklearn")
+    np.testing.assert_array_equal(with_faiss[0], without[0])
+    np.testing.assert_array_equal(with_faiss[1], without[1])
+    # Ties are broken by the smaller index.
+    idx, dist = without
+    tied = dist[:, 1:] == dist[:, :-1]
+    assert np.all(idx[:, 1:][tied] > idx[:, :-1][tied])
+    # The same with separate queries, and on continuous data.
+    Y = rng.normal(size=(200, 5)).round(1)
+    for backend_pair in (("faiss", "sklearn"),):
+        a = knn_search(Y, 6, query=Y[:50] + 0.05, backend=backend_pair[0])
+        b = knn_search(Y, 6, query=Y[:50] + 0.05, backend=backend_pair[1])
+        np.testing.assert_array_equal(a[0], b[0])
