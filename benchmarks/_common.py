@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans, SpectralClustering
 
 from mvlearn_plus.cluster import MultiGraphFusionClustering, PartitionAlignmentClustering
+from mvlearn_plus.cluster._concatenation import _regularized_spectral, concatenate_views
 from mvlearn_plus.datasets import load_dataset
 from mvlearn_plus.metrics import clustering_accuracy, evaluate_clustering
 from mvlearn_plus.preprocessing import preprocess_views, row_normalize
@@ -43,10 +44,9 @@ class Method:
 
 
 def _concat(views):
-    normalised = [row_normalize(v) for v in views]
-    if any(sp.issparse(v) for v in normalised):
-        return sp.hstack([sp.csr_matrix(v) for v in normalised]).tocsr()
-    return np.hstack(normalised)
+    # The library's concatenation (row-normalised views side by side), so that the baselines
+    # here and the selector's candidates see the same matrix.
+    return concatenate_views(views)
 
 
 def _kmeans_concat(views, n_clusters, seed):
@@ -368,13 +368,6 @@ def regularized_spectral_clustering(graphs, n_clusters: int, seed: int) -> np.nd
     ``L = D_tau^{-1/2} A D_tau^{-1/2}``, is the standard remedy; the top ``n_clusters``
     eigenvectors, rows L2-normalised, go to k-means.
     """
-    from scipy.sparse.linalg import eigsh
-    from sklearn.preprocessing import normalize
-
     affinity = sp.csr_matrix(sum(sp.csr_matrix(g, dtype=np.float64) for g in graphs))
-    affinity = (affinity + affinity.T) / 2
-    degree = np.asarray(affinity.sum(axis=1)).ravel()
-    scale = sp.diags(1.0 / np.sqrt(degree + degree.mean()))
-    start = np.random.RandomState(seed).rand(affinity.shape[0])
-    _, vectors = eigsh(scale @ affinity @ scale, k=n_clusters, which="LA", v0=start)
-    return KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(normalize(vectors))
+    # The same regularised solver as the library's ConcatenatedSpectralClustering.
+    return _regularized_spectral(((affinity + affinity.T) / 2).tocsr(), n_clusters, seed)
