@@ -61,19 +61,6 @@ class GramEigen:
         return (self.U * (self.lam / (self.lam + mu))) @ self.U.T
 
 
-def zero_diagonal_correction(Z_hat: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Exact solution of the column-wise ridge problem under ``diag(Z) = 0``.
-
-    With ``Z_hat = P B`` the unconstrained solution and ``P = (K + mu I)^{-1}``, the constrained
-    column ``j`` is ``Z_hat[:, j] - P[:, j] Z_hat[j, j] / P[j, j]`` (one Lagrange multiplier per
-    column); this returns that matrix, whose diagonal is exactly zero.
-    """
-    ratio = np.diag(Z_hat) / np.diag(P)
-    Z = Z_hat - P * ratio[None, :]
-    np.fill_diagonal(Z, 0.0)
-    return Z
-
-
 def symmetrize_nonnegative(Z: np.ndarray) -> np.ndarray:
     """``(max(Z, 0) + max(Z, 0)^T) / 2``: the projection used after each graph update."""
     Z = np.maximum(Z, 0.0)
@@ -235,7 +222,8 @@ def ridge_with_prior_zero_diagonal(
 
     The unconstrained solution is ``Z_hat = P (K + c Z_prior)`` with ``P = (K + mu I)^{-1}``
     (``mu`` already includes the prior's quadratic weight); the zero-diagonal solution subtracts
-    ``P diag(Z_hat_jj / P_jj)`` (:func:`zero_diagonal_correction`). Everything is applied
+    ``P diag(Z_hat_jj / P_jj)`` (one Lagrange multiplier per column; the result's diagonal is
+    exactly zero). Everything is applied
     through the eigendecomposition, ``O(n^2 r)``, without forming ``P``.
     """
     U, lam = eig.U, eig.lam

@@ -221,6 +221,27 @@ def test_knn_search_approximate_index_is_close_to_exact_and_deterministic():
     assert np.mean(y[idx] == y[:, None]) > 0.95
 
 
+def test_knn_search_approximate_probes_enough_lists_for_the_recall_target():
+    pytest.importorskip("faiss")
+    # Isotropic 24-dimensional blobs with 512 inverted lists: 16 probed lists find well under
+    # 90 % of the true neighbours, so the number of probes is what decides the recall.
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 10, 20000)
+    X = rng.normal(size=(10, 24))[y] + 1.5 * rng.normal(size=(20000, 24))
+    fixed, calibrated = {}, {}
+    knn_search(X, 10, method="approximate", recall_target=0.0, info=fixed)
+    idx, _ = knn_search(X, 10, method="approximate", info=calibrated)
+    assert fixed["n_probes"] == 16 and fixed["calibration_recall"] < 0.85, fixed
+    assert calibrated["n_probes"] > 16 and calibrated["calibration_recall"] >= 0.9, calibrated
+    # the recall holds on queries the calibration did not see
+    others = np.random.RandomState(7).choice(20000, 300, replace=False)
+    exact, _ = knn_search(X, 10, query=X[others], method="exact")
+    found = idx[others]
+    # the exact query search finds the point itself first; the self-search list excludes it
+    recall = np.mean([np.intersect1d(f, e[1:]).size / 9 for f, e in zip(found, exact)])
+    assert recall >= 0.85, recall
+
+
 def test_knn_search_auto_switches_to_the_index_above_the_threshold(monkeypatch):
     pytest.importorskip("faiss")
     import mvlearn_plus.graphs as graphs
