@@ -457,3 +457,20 @@ def test_mgf_gamma_auto_labels_are_the_components_when_it_reaches_them():
     fixed = MultiGraphFusionClustering(n_clusters=5, gamma=0.01, algorithm="knn",
                                        random_state=0).fit(views)
     assert fixed.labels_source_ == "kmeans" and fixed.rank_status_ == "fixed gamma"
+
+
+def test_mgf_defaults_act_through_the_rank_constraint_and_weigh_a_noise_view_least():
+    # At its defaults MGF is MGF: the kNN path with the adaptive rank weight, which gives the
+    # fused graph c components (the labels); switching the rank term off (gamma=0) changes them.
+    data = load_dataset("3sources")
+    views = preprocess_views(data.views)
+    c = len(np.unique(data.target))
+    noise = np.random.RandomState(0).normal(size=(views[0].shape[0], 50))
+    model = MultiGraphFusionClustering(n_clusters=c, random_state=0).fit(views + [noise])
+    assert model.algorithm_ == "knn" and model.labels_source_ == "components"
+    assert np.argmin(model.view_weights_) == 3
+    assert model.view_weights_[3] < 0.5 * model.view_weights_[:3].min()
+    default = MultiGraphFusionClustering(n_clusters=c, random_state=0).fit(views)
+    ablated = MultiGraphFusionClustering(n_clusters=c, gamma=0.0, random_state=0).fit(views)
+    assert default.rank_status_ == "reached n_clusters components"
+    assert adjusted_rand_score(default.labels_, ablated.labels_) < 0.95
