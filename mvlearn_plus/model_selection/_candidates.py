@@ -21,11 +21,12 @@ SPECTRAL_NEIGHBORS = (5, 10, 20)
 def default_candidates(n_samples: int) -> list[tuple[str, BaseEstimator]]:
     """The toolbox's spectral estimators and the simple baselines, on paths affordable at ``n``.
 
-    * ``MGF``, ``mPAC``: the defaults (exact/dense up to 3,000 samples, kNN above);
-    * ``MGF (kNN path)``: the kNN path where the default is dense (above 3,000 it is the default,
-      so it is not repeated);
-    * ``MGF (gamma auto)``: the adaptive rank constraint;
-    * ``mPAC (normalized + kNN path)``: the scale-free indicator on the kNN path;
+    * ``MGF``, ``mPAC``: the defaults (kNN graphs; MGF's adaptive rank weight, mPAC's normalised
+      indicator with random restarts);
+    * ``MGF (kNN, gamma 0.01)``: MGF with a fixed rank weight, whose labels come from k-means on
+      the embedding rather than from the graph's components;
+    * ``MGF (dense, gamma 0.01)`` and ``mPAC (one-hot, consensus start)``: the exact dense
+      graphs up to 3,000 samples (the kNN path above), as the defaults were before issue 23;
     * ``k-means (concat)`` and ``spectral kNN=5/10/20 (concat)``: the simple baselines on the
       row-normalised concatenation.
 
@@ -40,16 +41,18 @@ def default_candidates(n_samples: int) -> list[tuple[str, BaseEstimator]]:
     -------
     list of (str, estimator)
     """
+    path = "dense" if n_samples <= DENSE_MAX_SAMPLES else "knn"
     candidates: list[tuple[str, BaseEstimator]] = [
         ("MGF", MultiGraphFusionClustering()),
+        ("MGF (kNN, gamma 0.01)", MultiGraphFusionClustering(gamma=0.01)),
     ]
-    if n_samples <= DENSE_MAX_SAMPLES:
-        candidates.append(("MGF (kNN path)", MultiGraphFusionClustering(algorithm="knn")))
+    if path == "dense":
+        candidates.append(("MGF (dense, gamma 0.01)",
+                           MultiGraphFusionClustering(gamma=0.01, algorithm="dense")))
     candidates += [
-        ("MGF (gamma auto)", MultiGraphFusionClustering(gamma="auto")),
         ("mPAC", PartitionAlignmentClustering()),
-        ("mPAC (normalized + kNN path)",
-         PartitionAlignmentClustering(indicator="normalized", algorithm="knn")),
+        ("mPAC (one-hot, consensus start)",
+         PartitionAlignmentClustering(indicator="one-hot", init="consensus", algorithm=path)),
         ("k-means (concat)", ConcatenatedKMeans()),
     ]
     candidates += [(f"spectral kNN={k} (concat)", ConcatenatedSpectralClustering(n_neighbors=k))

@@ -128,8 +128,11 @@ def test_selects_a_partition_that_recovers_planted_clusters():
 def test_default_candidates_follow_the_data_size():
     small = [name for name, _ in default_candidates(500)]
     large = [name for name, _ in default_candidates(10_000)]
-    assert "MGF (kNN path)" in small and "MGF (kNN path)" not in large
-    assert {"k-means (concat)", "spectral kNN=10 (concat)", "mPAC"} <= set(large)
+    # the exact dense graphs only where they are affordable
+    assert "MGF (dense, gamma 0.01)" in small and "MGF (dense, gamma 0.01)" not in large
+    assert {"MGF", "k-means (concat)", "spectral kNN=10 (concat)", "mPAC"} <= set(large)
+    mpac_previous = dict(default_candidates(10_000))["mPAC (one-hot, consensus start)"]
+    assert mpac_previous.algorithm == "knn"
 
 
 def test_fit_never_reads_labels_and_is_deterministic(webkb):
