@@ -128,6 +128,8 @@ class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, Bas
     graph_k : int, default=10
         Edges kept per node in the consensus graph: the ``graph_k`` largest logits, whatever
         their sign, then symmetrised (a fixed budget instead of a threshold; see Notes).
+        ``0`` is the ablation without a consensus graph: ``Ahat = I``, so the consensus
+        branch sees ``(order + 1) x`` (what the official code's unreachable threshold gives).
     candidate_k : int, default=10
         Sparse path: the candidate edges of a node are, per graph view, its ``candidate_k``
         neighbours with the most similar shared features (all of them when it has fewer), plus
@@ -290,7 +292,7 @@ class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, Bas
         "lambda_elbo": [Interval(Real, 0, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "edge_temperature": [Interval(Real, 0, None, closed="neither")],
-        "graph_k": [Interval(Integral, 1, None, closed="left")],
+        "graph_k": [Interval(Integral, 0, None, closed="left")],
         "candidate_k": [Interval(Integral, 0, None, closed="left")],
         "knn_k": [Interval(Integral, 2, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
@@ -463,7 +465,7 @@ class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, Bas
             self.embedding_
         ).astype(np.int64)
         edges = self.consensus_graph_.nnz // 2
-        if edges < n / 10:
+        if edges < n / 10 and self.graph_k > 0:
             logger.warning(
                 "VGMGC: the consensus graph has only %d edges for %d nodes; its branch of the "
                 "encoder carries little information.", edges, n)
