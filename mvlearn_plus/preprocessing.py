@@ -10,8 +10,9 @@ that comparisons do not depend on who scaled what:
   attributes that VGMGC normalises itself).
 * ``"auto"`` -- pick ``"text"`` or ``"dense"`` per view with :func:`infer_view_kind`.
 
-Method-specific scaling (row L2 normalisation for MGF/mPAC, min-max for MGBCC, ...) belongs to the
-estimators; :func:`row_normalize` is the shared helper for the first.
+Method-specific scaling (row L2 normalisation for MGF/mPAC, column min-max for MGBCC and VGMGC)
+belongs to the estimators; :func:`row_normalize` and :func:`minmax_bounds` with
+:func:`minmax_apply` are the shared helpers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = [
     "TEXT_DENSITY_THRESHOLD",
     "VIEW_KINDS",
     "infer_view_kind",
+    "minmax_apply",
+    "minmax_bounds",
     "preprocess_views",
     "row_normalize",
 ]
@@ -135,6 +138,42 @@ def row_normalize(view: ViewLike) -> Any:
     # normalize() leaves zero-norm rows untouched (it divides by 1 there) and copies its input.
     result = normalize(array, norm="l2", axis=1, copy=True)
     return result.tocsr() if sp.issparse(result) else result
+
+
+def minmax_bounds(view: Any, *, zero_floor: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Column bounds ``(low, span)`` that map a view to [0, 1] with :func:`minmax_apply`.
+
+    Parameters
+    ----------
+    view : ndarray or sparse matrix of shape (n_samples, n_features)
+    zero_floor : bool, default=False
+        When the whole view is non-negative, use ``low = 0`` (divide every column by its
+        maximum): zeros stay zeros, so sparse views stay sparse and word counts keep their
+        meaning. Views with negative entries always use the column minimum.
+
+    Returns
+    -------
+    low, span : ndarray of shape (n_features,)
+        ``span = max - low``, with 1 for constant columns (they map to 0).
+    """
+    if sp.issparse(view):
+        low = np.asarray(view.min(axis=0).toarray(), dtype=np.float64).ravel()
+        high = np.asarray(view.max(axis=0).toarray(), dtype=np.float64).ravel()
+    else:
+        low = np.asarray(view.min(axis=0), dtype=np.float64)
+        high = np.asarray(view.max(axis=0), dtype=np.float64)
+    if zero_floor and low.size and low.min() >= 0:
+        low = np.zeros_like(low)
+    span = np.where(high - low > 0, high - low, 1.0)
+    return low, span
+
+
+def minmax_apply(view: Any, low: np.ndarray, span: np.ndarray) -> Any:
+    """``(view - low) / span`` column-wise; sparse input stays sparse (CSR) when ``low == 0``."""
+    if sp.issparse(view) and not np.any(low):
+        return sp.csr_matrix(sp.csr_matrix(view, dtype=np.float64) @ sp.diags(1.0 / span))
+    dense = view.toarray() if sp.issparse(view) else np.asarray(view, dtype=np.float64)
+    return (dense - low) / span
 
 
 def _text_transform(view: Any, index: int) -> Any:

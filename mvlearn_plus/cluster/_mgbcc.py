@@ -32,6 +32,7 @@ from mvlearn_plus.cluster._torch import (
     to_tensor,
     torch_seed,
 )
+from mvlearn_plus.preprocessing import minmax_apply, minmax_bounds
 from mvlearn_plus.utils.validation import check_n_clusters, validate_views
 
 torch = import_torch("GranularBallContrastiveClustering")
@@ -330,24 +331,19 @@ class GranularBallContrastiveClustering(
         self._scaling = []
         scaled = []
         for view in views:
-            if sp.issparse(view):
-                low = np.asarray(view.min(axis=0).toarray()).ravel()
-                high = np.asarray(view.max(axis=0).toarray()).ravel()
-            else:
-                low, high = view.min(axis=0), view.max(axis=0)
-            in_unit_range = low.min() >= 0 and high.max() <= 1
+            low, span = minmax_bounds(view)
+            in_unit_range = low.min() >= 0 and view.max() <= 1
             if self.scale == "none" or (self.scale == "auto" and in_unit_range):
                 self._scaling.append(None)
                 scaled.append(view)
                 continue
-            span = np.where(high - low > 0, high - low, 1.0)
             self._scaling.append((low, span))
-            scaled.append(_apply_minmax(view, low, span))
+            scaled.append(minmax_apply(view, low, span))
         return scaled
 
     def _scale(self, views):
         return [
-            view if bounds is None else _apply_minmax(view, *bounds)
+            view if bounds is None else minmax_apply(view, *bounds)
             for view, bounds in zip(views, self._scaling)
         ]
 
@@ -560,13 +556,6 @@ class GranularBallContrastiveClustering(
     def fit_predict(self, X, y=None):
         """Fit and return ``labels_``."""
         return self.fit(X).labels_
-
-
-def _apply_minmax(view, low, span):
-    if sp.issparse(view) and np.all(low == 0):
-        return sp.csr_matrix(view @ sp.diags(1.0 / span))
-    dense = view.toarray() if sp.issparse(view) else view
-    return (dense - low) / span
 
 
 def _mix_seed(*parts: int) -> int:

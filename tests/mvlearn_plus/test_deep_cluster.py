@@ -280,52 +280,6 @@ def test_vgmgc_feature_views_build_knn_graphs():
     assert single.fit(views[0]).n_views_ == 1
 
 
-def test_vgmgc_sparse_path_agrees_with_the_dense_path(monkeypatch):
-    """With every pair a candidate and full graph reconstruction, both paths are one model."""
-    from mvlearn_plus.cluster import _vgmgc
-    from mvlearn_plus.cluster._vgmgc import _Network, _Problem, _SparseBackend
-
-    # The two paths draw their edge noise in different layouts; compare them without it.
-    monkeypatch.setattr(_vgmgc, "_relaxed_logits", lambda logits, temperature: logits / temperature)
-    X, graphs, _ = planted_graphs(n=45)
-    estimator = VariationalGraphGeneratorClustering(n_clusters=3, random_state=0, **SMALL_VGMGC)
-    estimator.n_views_ = 2
-    views = [X, X]
-    device = torch.device("cpu")
-    dense = _Problem.build(estimator, views, X, graphs, 3, device, "dense")
-    sparse = _Problem.build(estimator, views, X, graphs, 3, device, "sparse")
-    everything = sp.csr_matrix(np.ones((45, 45)) - np.eye(45))
-    sparse.backend = _SparseBackend(sparse.patterns, everything, estimator, device)
-    sparse.backend.all_negatives = True
-    torch.manual_seed(0)
-    net = _Network(dense, estimator)
-    net.eval()
-    with torch.no_grad():
-        codes_dense, graph_dense = net.encode(dense)
-        codes_sparse, graph_sparse = net.encode(sparse)
-    assert (graph_dense != graph_sparse).nnz == 0
-    for a, b in zip(codes_dense, codes_sparse):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
-    # training-mode losses agree too (same dropout and noise draws)
-    net.train()
-    torch.manual_seed(1)
-    out_dense = net.training_forward(dense, False)
-    kl_dense = dense.backend.graph_kl(out_dense["logits"], np.array([0.9, 0.5]), 1.0, False)
-    torch.manual_seed(1)
-    out_sparse = net.training_forward(sparse, False)
-    kl_sparse = sparse.backend.graph_kl(out_sparse["logits"], np.array([0.9, 0.5]), 1.0, False)
-    for key in ("feature", "reconstruction"):
-        assert out_dense[key].item() == pytest.approx(out_sparse[key].item(), rel=1e-4)
-    assert kl_dense.item() == pytest.approx(kl_sparse.item(), rel=1e-4)
-    # and the gradients they send to the generator
-    net.zero_grad()
-    (out_dense["reconstruction"] + kl_dense + out_dense["codes"][0].sum()).backward()
-    grad_dense = net.key.grad.clone()
-    net.zero_grad()
-    (out_sparse["reconstruction"] + kl_sparse + out_sparse["codes"][0].sum()).backward()
-    np.testing.assert_allclose(grad_dense.numpy(), net.key.grad.numpy(), rtol=1e-3, atol=1e-6)
-
-
 def test_vgmgc_reference_variant_reproduces_the_empty_graph_defect():
     X, graphs, _ = planted_graphs(n=60)
     with pytest.warns(UserWarning, match="always empty"):
@@ -363,7 +317,8 @@ def test_vgmgc_symmetrises_a_directed_graph_with_a_warning():
 
 def test_prior_and_kl_have_an_effect():
     """The belief-mixture prior shapes the generator (the official term has no gradient)."""
-    from mvlearn_plus.cluster._vgmgc import _bernoulli_kl, _prior
+    from mvlearn_plus.cluster._vgmgc._objective import bernoulli_kl as _bernoulli_kl
+    from mvlearn_plus.cluster._vgmgc._objective import prior as _prior
 
     targets = [torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0])]
     prior = _prior(np.array([0.9, 0.6]), targets)
@@ -498,7 +453,8 @@ def test_vgmgc_schedule_pretraining_then_clustering():
 
 
 def test_vgmgc_symmetric_normalisation_and_candidate_bound():
-    from mvlearn_plus.cluster._vgmgc import _candidate_pattern, _binary_pattern
+    from mvlearn_plus.cluster._vgmgc._data import binary_pattern as _binary_pattern
+    from mvlearn_plus.cluster._vgmgc._data import candidate_pattern as _candidate_pattern
 
     X, graphs, y = planted_graphs(n=90)
     model = VariationalGraphGeneratorClustering(
@@ -512,15 +468,17 @@ def test_vgmgc_symmetric_normalisation_and_candidate_bound():
     assert candidates.nnz <= 2 * 8 * 90 and (candidates != candidates.T).nnz == 0
 
 
-def test_vgmgc_sampled_negatives_are_non_edges():
-    from mvlearn_plus.cluster._vgmgc import _binary_pattern, _SparseBackend
+def test_vgmgc_sampled_pairs_avoid_the_excluded_set():
+    from mvlearn_plus.cluster._vgmgc._data import binary_pattern
+    from mvlearn_plus.cluster._vgmgc._objective import sample_pairs_outside
 
-    X, graphs, _ = planted_graphs(n=60)
-    estimator = VariationalGraphGeneratorClustering(**SMALL_VGMGC)
-    patterns = [_binary_pattern(g) for g in graphs]
-    backend = _SparseBackend(patterns, patterns[0], estimator, torch.device("cpu"))
-    negatives = backend._sampled_non_edges(0, 2000)
-    assert negatives.size > 1000
-    dense = patterns[0].toarray()
-    assert not dense[negatives.rows_np, negatives.cols_np].any()
-    assert np.all(negatives.rows_np != negatives.cols_np)
+    _, graphs, _ = planted_graphs(n=60)
+    pattern = binary_pattern(graphs[0])
+    coo = pattern.tocoo()
+    keys = np.sort(coo.row.astype(np.int64) * 60 + coo.col)
+    torch.manual_seed(0)
+    rows, cols = sample_pairs_outside(60, keys, 2000)
+    assert rows.size > 1000
+    assert not pattern.toarray()[rows, cols].any()
+    assert np.all(rows != cols)
+    assert np.unique(rows * 60 + cols).size == rows.size

@@ -34,5 +34,5 @@ def test_deep_estimators_are_public_names():
 
     assert "GranularBallContrastiveClustering" in mvlearn_plus.cluster.__all__
     assert GranularBallContrastiveClustering.__module__ == "mvlearn_plus.cluster._mgbcc"
-    assert VariationalGraphGeneratorClustering.__module__ == "mvlearn_plus.cluster._vgmgc"
+    assert VariationalGraphGeneratorClustering.__module__.startswith("mvlearn_plus.cluster._vgmgc")
     assert "VariationalGraphGeneratorClustering" in dir(mvlearn_plus.cluster)
