@@ -10,7 +10,8 @@ import torch
 
 from retrieval.cli import main as cli_main
 from retrieval.data import load_fdrd, load_split, make_synthetic, shipped_file
-from retrieval.fine_grained import split_twins, twin_accuracy, twin_scores_accuracy
+from retrieval.fine_grained import (split_twins, twin_accuracy, twin_direction_accuracy,
+                                    twin_image_pairs, twin_scores_accuracy)
 from retrieval.methods.dcar import HardNegativePairDataset
 from retrieval.rewriting import CaptionRewriter, twins_from_objects
 from retrieval.training import TrainConfig, Trainer, build_method, load_run
@@ -76,6 +77,45 @@ def test_twin_accuracy_against_a_hand_computed_case():
     assert np.isnan(twin_scores_accuracy(np.array([0.1]), [np.array([])])[0])
 
 
+def test_twin_directions_and_group_on_a_hand_made_case():
+    """Winoground-style scores: image to text, text to image, both for the same image."""
+    positives = np.array([0.9, 0.6, 0.5, 0.4])
+    captions = [np.array([0.2]),           # image 0 prefers its caption: i2t right
+                np.array([0.7]),           # image 1 prefers the twin caption: i2t wrong
+                np.array([0.1, 0.3]),      # i2t right
+                np.array([])]              # no caption twins: i2t not counted
+    images = [np.array([0.95]),            # caption 0 prefers a twin image: t2i wrong
+              np.array([0.1, 0.2]),        # t2i right
+              np.array([0.5]),             # tie: t2i wrong
+              np.array([0.0])]             # t2i right
+    result = twin_direction_accuracy(positives, captions, images)
+    assert result["i2t"] == pytest.approx(200 / 3) and result["images_i2t"] == 3
+    assert result["t2i"] == pytest.approx(50.0) and result["images_t2i"] == 4
+    # Image 0: i2t only; image 1: t2i only; image 2: i2t only; image 3 has no caption twin.
+    assert result["group"] == 0.0 and result["images_group"] == 3
+    assert twin_direction_accuracy(positives[:1], captions[:1],
+                                   [np.array([0.1])])["group"] == 100.0
+    assert np.isnan(twin_direction_accuracy(positives[:1], captions[:1], [[]])["t2i"])
+    with pytest.raises(ValueError, match="per image"):
+        twin_direction_accuracy(positives, captions, images[:2])
+
+
+def test_twin_images_differ_in_one_colour_or_one_shape():
+    def thing(shape, colour, position="top left", size="small"):
+        return {"shape": shape, "colour": colour, "position": position, "size": size}
+
+    objects = [[thing("circle", "red"), thing("star", "blue", "center")],
+               [thing("star", "blue", "center"), thing("circle", "green")],  # colour of one
+               [thing("square", "red"), thing("star", "blue", "center")],    # shape of one
+               [thing("square", "green"), thing("star", "blue", "center")],  # both: no twin of 0
+               [thing("circle", "red", size="large"), thing("star", "blue", "center")],
+               [thing("circle", "red"), thing("star", "blue", "center")]]    # same as 0
+    pairs = twin_image_pairs(objects)
+    assert pairs["attribute"][0] == [1] and pairs["attribute"][1] == [0, 5]
+    assert pairs["category"][0] == [2] and pairs["category"][3] == [1]
+    assert pairs["attribute"][2] == [3] and pairs["attribute"][4] == []
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     return make_synthetic(tmp_path_factory.mktemp("synthetic") / "data", n_images=80, seed=0)
@@ -116,6 +156,14 @@ def test_twin_accuracy_of_a_perfect_and_a_blind_scorer(synthetic):
     oracle._decoded = {tuple(oracle.backbone.tokenize([t])[0].tolist()): t for t in texts}
     results = twin_accuracy(oracle, test)
     assert results["twin_acc_attribute"] == 100.0 and results["twin_acc_category"] == 100.0
+    for kind in ("attribute", "category"):
+        assert results[f"twin_i2t_{kind}"] == results[f"twin_acc_{kind}"]
+        # Twin images of the split score 0 with a caption that is not theirs.
+        counted = results[f"twin_images_t2i_{kind}"]
+        assert counted == len([1 for found in twin_image_pairs(test.objects)[kind] if found])
+        if counted:
+            assert results[f"twin_t2i_{kind}"] == 100.0
+            assert results[f"twin_group_{kind}"] == 100.0
     # A scorer blind to captions ties everywhere: ties fail.
     oracle.encode_texts = lambda ids: torch.ones(len(ids), len(oracle.truth))
     blind = twin_accuracy(oracle, test)
