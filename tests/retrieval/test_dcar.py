@@ -315,8 +315,82 @@ def test_a_few_steps_lower_both_losses_and_the_run_reloads(fine_tuned_clip, synt
 
 def test_bad_settings_are_clear_errors():
     for config, message in (({"token_weighting": "static"}, "token_weighting"),
-                            ({"test_token_weights": "rerank"}, "test_token_weights"),
+                            ({"test_token_weights": "pairs"}, "test_token_weights"),
+                            ({"k_short": 0}, "k_short"),
                             ({"n_prompts": 0}, "n_prompts"), ({"prompt_depth": 0}, "prompt_depth"),
                             ({"temperature": -1.0}, "temperature")):
         with pytest.raises(ValueError, match=message):
             build_method("dcar", MODEL, method_config=config)
+
+
+def _spy_on_weights(method):
+    """Record the token weights of every weighted pass through the prompted text tower."""
+    calls = []
+    original = method.prompted_text
+
+    def spy(token_ids, token_weights=None):
+        if token_weights is not None:
+            calls.append((token_ids.clone(), token_weights.detach().clone()))
+        return original(token_ids, token_weights)
+
+    method.prompted_text = spy
+    return calls
+
+
+@pytest.mark.parametrize("weighting,rule", [("dynamic", "mean"), ("frozen", "mean"),
+                                            ("dynamic", "rerank")])
+def test_training_and_test_weights_agree_on_the_same_pair(fine_tuned_clip, synthetic,
+                                                          weighting, rule):
+    """One weighting rule: a caption meets in training the weights it meets at test."""
+    train = load_split(synthetic, "train")
+    torch.manual_seed(0)
+    method = build_method("dcar", MODEL, fine_tuned_clip, method_config={
+        "token_weighting": weighting, "test_token_weights": rule})
+    dataset = HardNegativePairDataset(train, method.backbone.preprocess,
+                                      method.backbone.tokenizer)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(0, 30, 5)])
+    method.train()
+    calls = _spy_on_weights(method)
+    method.training_step(batch, lambda t: t)
+    ids, trained = calls[0]  # the contrastive pass comes first
+    method.eval()
+    calls.clear()
+    with torch.no_grad():
+        if rule == "mean":
+            method.encode_texts(batch["text"])
+            torch.testing.assert_close(calls[0][0], ids)
+            torch.testing.assert_close(calls[0][1], trained)
+        else:
+            # Pair (caption 2, image 4): row 2 * 6 + 4 of the training pass, and the pair
+            # rule of the test-time re-ranking.
+            image = batch["image"][4:5]
+            method.pair_scores(method.encode_images(image), method.weighting_images(image),
+                               batch["text"][2:3])
+            torch.testing.assert_close(ids[2 * 6 + 4], batch["text"][2])
+            torch.testing.assert_close(calls[0][1][0], trained[2 * 6 + 4])
+            # The weights do depend on the image under this rule.
+            assert not torch.allclose(trained[2 * 6 + 4], trained[2 * 6 + 3])
+    assert not torch.allclose(trained, torch.ones_like(trained))
+
+
+def test_frozen_weights_ignore_the_prompts_and_rerank_evaluates(fine_tuned_clip, synthetic):
+    torch.manual_seed(0)
+    frozen = build_method("dcar", MODEL, fine_tuned_clip, method_config={
+        "token_weighting": "frozen", "test_token_weights": "rerank", "k_short": 5})
+    ids = frozen.backbone.tokenize(["a small red circle in the center", "two large blue stars"])
+    images = torch.randn(2, 3, 64, 64)
+    before = frozen.token_weights(ids, frozen.weighting_images(images))
+    with torch.no_grad():
+        frozen.text_prompts.add_(torch.randn_like(frozen.text_prompts))
+        for coupling in frozen.coupling:
+            coupling.weight.add_(torch.randn_like(coupling.weight))
+    torch.testing.assert_close(frozen.token_weights(ids, frozen.weighting_images(images)),
+                               before)
+    # Re-ranked evaluation: a short list from the mean-image embeddings, scored pair by pair.
+    frozen.image_sum += frozen.weighting_images(images).double().sum(0)
+    frozen.image_count += 2
+    val = load_split(synthetic, "val")
+    metrics = frozen.evaluate_split(val, verbose=False)
+    assert 0 <= metrics["rsum"] <= 600 and np.isfinite(metrics["rsum"])
+    with pytest.raises(ValueError, match="full gallery"):
+        frozen.evaluate_split(val, verbose=False, protocol="1k-folds")
