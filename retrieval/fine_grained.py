@@ -182,7 +182,7 @@ def twin_direction_accuracy(positive_scores: np.ndarray, caption_twin_scores: li
             outcomes["group"].append(text_ok and image_ok)
     result: dict[str, float] = {}
     for name, values in outcomes.items():
-        result[name] = 100.0 * float(np.mean(values)) if values else float("nan")
+        result[name] = 100.0 * sum(values) / len(values) if values else float("nan")
         result[f"images_{name}"] = float(len(values))
     return result
 
