@@ -50,6 +50,11 @@ def format_metrics(metrics: dict, title: str = "") -> str:
             lines.append(f"swapped-twin accuracy ({kind}): {metrics[f'twin_acc_{kind}']:.2f}% of "
                          f"{int(metrics.get(f'twin_images_{kind}', 0))} images (pairwise wins "
                          f"{metrics.get(f'twin_win_{kind}', float('nan')):.2f}%)")
+        if metrics.get(f"twin_images_t2i_{kind}", 0):
+            lines.append(f"  text-to-image {metrics[f'twin_t2i_{kind}']:.2f}% of "
+                         f"{int(metrics[f'twin_images_t2i_{kind}'])} images with twin images, "
+                         f"group {metrics[f'twin_group_{kind}']:.2f}% of "
+                         f"{int(metrics[f'twin_images_group_{kind}'])}")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from retrieval.backbones import ClipBackbone, UnsupportedModelError
@@ -389,6 +390,59 @@ class RadialViewMaxSim:
         return rerank_metrics(i2t, t2i, ids, ks)
 
 
+def _sinusoidal_positions(count: int, width: int, device: torch.device) -> torch.Tensor:
+    """Sinusoidal encodings ``(count, width)`` of the ranks ``1..count``."""
+    position = torch.arange(1, count + 1, dtype=torch.float32, device=device)[:, None]
+    frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32, device=device)
+                          * (-math.log(10000.0) / width))
+    encoding = torch.zeros(count, width, device=device)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency[:width // 2])
+    return encoding
+
+
+class GeneralizedPooling(nn.Module):
+    """Generalized Pooling Operator (GPO) of VSE-infinity, over a set of token features.
+
+    Each feature dimension's values are sorted in decreasing order over the tokens and summed
+    with weights ``theta_k`` that depend only on the rank ``k`` and the set size: a
+    bidirectional GRU reads sinusoidal encodings of the ranks, a linear layer scores each
+    rank and a softmax at temperature 0.1 turns the scores into weights. Max pooling (all
+    weight on rank 1) and mean pooling (equal weights) are special cases the operator can
+    learn.
+
+    Parameters
+    ----------
+    position_width : int, default=32
+    hidden : int, default=32
+
+    References
+    ----------
+    .. [1] Chen, Huang, Wang, Lu, "Learning the Best Pooling Strategy for Visual Semantic
+       Embedding", CVPR 2021.
+    """
+
+    def __init__(self, position_width: int = 32, hidden: int = 32) -> None:
+        super().__init__()
+        self.position_width = int(position_width)
+        self.gru = nn.GRU(self.position_width, hidden, batch_first=True, bidirectional=True)
+        self.score = nn.Linear(hidden, 1, bias=False)
+
+    def weights(self, count: int, device: torch.device) -> torch.Tensor:
+        """Rank weights ``(count,)``, summing to 1."""
+        encoding = _sinusoidal_positions(count, self.position_width, device)[None]
+        states, _ = self.gru(encoding)
+        forward, backward = states.chunk(2, dim=-1)
+        scores = self.score((forward + backward) / 2).squeeze(-1)[0]
+        return torch.softmax(scores / 0.1, dim=0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Pool ``(B, K, d)`` token features to ``(B, d)``."""
+        ranked = tokens.sort(dim=1, descending=True).values
+        weights = self.weights(tokens.shape[1], tokens.device).to(ranked.dtype)
+        return (ranked * weights[None, :, None]).sum(dim=1)
+
+
 @register_method
 class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
     """AVSE: radial-bias image views and chunk-level MaxSim on a CLIP backbone (spec 5.1).
@@ -438,6 +492,12 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
         every pair scored.
     k_short : int, default=100
         Short-list length per query.
+    pool : {"cls", "gpo"}, default="cls"
+        A view's embedding: its CLS state through ``ln_post`` and CLIP's projection (ours,
+        keeps CLIP's alignment at step 0), or the paper's head: the view's patch states
+        through ``ln_post``, the projection and a linear layer (identity at the start), pooled
+        by a :class:`GeneralizedPooling` operator, with the "size augmentation" of training
+        (a random 0-20 % of the view's patch states dropped before pooling).
 
     Notes
     -----
@@ -477,8 +537,10 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
                  sum_first_epoch: bool = True, reg: str = "code", reg_weight: float = 1.0,
                  reg_off_diagonal: float = 0.0051, text_augment: bool = True,
                  text_augment_probability: float = 0.2, eval_seed: int = 0,
-                 scoring: str = "shortlist", k_short: int = 100) -> None:
+                 scoring: str = "shortlist", k_short: int = 100, pool: str = "cls") -> None:
         super().__init__(backbone)
+        if pool not in ("cls", "gpo"):
+            raise ValueError(f"pool must be 'cls' or 'gpo', got {pool!r}")
         visual = backbone._require_plain_vit()
         grid = visual.grid_size if hasattr(visual, "grid_size") else None
         n_patches = int(visual.positional_embedding.shape[0]) - 1
@@ -496,11 +558,33 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
             k_short=k_short, where=backbone.name)
         self.text_augment = bool(text_augment)
         self.text_augment_probability = float(text_augment_probability)
+        self.pool = pool
+        if pool == "gpo":
+            d = backbone.embed_dim
+            self.token_head = nn.Linear(d, d)
+            with torch.no_grad():
+                self.token_head.weight.copy_(torch.eye(d))
+                self.token_head.bias.zero_()
+            self.gpo = GeneralizedPooling()
 
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""
         return {**self._view_config(), "text_augment": self.text_augment,
-                "text_augment_probability": self.text_augment_probability}
+                "text_augment_probability": self.text_augment_probability, "pool": self.pool}
+
+    def _pool_view(self, view_tokens: torch.Tensor) -> torch.Tensor:
+        """A view's embedding from its selected tokens ``(B V, 1 + k, w)`` (unnormalised)."""
+        if self.pool == "cls":
+            return self.backbone.encode_image_tokens(view_tokens)
+        visual = self.backbone.model.visual
+        states = visual.transformer(view_tokens)[:, 1:]
+        if self.training:
+            # Size augmentation (VSE-infinity): pool a random 80-100 % of the patch states.
+            count = states.shape[1]
+            keep = max(1, int(round(count * (1 - 0.2 * float(torch.rand(()))))))
+            order = torch.rand(states.shape[:2], device=states.device).argsort(dim=1)[:, :keep]
+            states = torch.gather(states, 1, order[..., None].expand(-1, -1, states.shape[2]))
+        return self.gpo(self.token_head(visual.ln_post(states) @ visual.proj))
 
     # ------------------------------------------------------------------ views
     def view_embeddings(self, images: torch.Tensor, indices: torch.Tensor | None = None
@@ -517,7 +601,7 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
         cls = expanded[:, :, :1]
         view_tokens = torch.cat([cls, selected], dim=2).reshape(batch * self.n_views, 1 + k,
                                                                 width)
-        pooled = self.backbone.encode_image_tokens(view_tokens)
+        pooled = self._pool_view(view_tokens)
         return F.normalize(pooled.float(), dim=-1).reshape(batch, self.n_views, -1)
 
     # ------------------------------------------------------------------ encoding and scoring

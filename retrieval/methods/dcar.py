@@ -7,15 +7,19 @@ Fine-grained retrieval on a **frozen** CLIP. Only small modules train:
   appended after the patch tokens of vision layers ``l < J``. The towers' blocks run one by
   one from this module (open_clip is not edited).
 * **Dynamic token re-weighting**: each word token is scaled by how much its own similarity to
-  the image changes against a blank image, ``a_j = |<e_j, v(I)> - <e_j, v(blank)>|``,
-  normalised by the caption's mean and capped at 3.
+  an image changes against a blank image, ``a_j = |<e_j, v(I)> - <e_j, v(blank)>|``,
+  normalised by the caption's mean and capped at 3. One rule picks ``I`` in training and at
+  test alike: the mean training image (a caption's embedding is then a function of the
+  caption, FAISS stays exact) or the image the caption is scored against (the paper's
+  figure; at test a FAISS short list re-scored pair by pair).
 * **Category-aware adapter** (CAA): a zero-initialised residual adapter on every text
   embedding.
 * **Hard negatives** that swap an attribute or the category in the caption
   (:mod:`retrieval.rewriting`), in a category-weighted loss: attribute swaps share the image's
   category and weigh ``1 + alpha_cat``; category swaps weigh 1.
 
-The score stays one dot product per image-caption pair: FAISS search is exact.
+With the mean-image rule the score stays one dot product per image-caption pair: FAISS
+search is exact.
 
 References
 ----------
@@ -158,13 +162,24 @@ class DualPromptCategoryReweighting(RetrievalMethod):
     prompt_init : str, default="a photo of a"
         Layer-0 text prompts start from the embeddings of this phrase's first ``n_prompts``
         tokens.
-    token_weighting : {"dynamic", "none"}, default="dynamic"
-        Word tokens scaled by their image-vs-blank similarity change, recomputed every step
-        with the current prompts and without gradient.
-    test_token_weights : {"mean", "none"}, default="mean"
-        At test a caption has no paired image: its weights use the mean training-image
-        embedding (kept as a buffer), so a caption's embedding depends on the caption alone and
-        FAISS stays exact.
+    token_weighting : {"dynamic", "frozen", "none"}, default="dynamic"
+        Which encoders weigh the word tokens by their image-vs-blank similarity change
+        (always without gradient): ``"dynamic"`` the current prompted towers, recomputed every
+        step; ``"frozen"`` CLIP's own towers without prompts (weights that do not move while
+        training: a fixed function of caption and image); ``"none"``: no weights.
+    test_token_weights : {"mean", "rerank", "none"}, default="mean"
+        The image ``v(I)`` the weights compare with, one rule for training and test.
+        ``"mean"``: the mean training-image embedding (a running mean over the current
+        epoch's training images, kept as a buffer), in every training step as at test, so a
+        caption's embedding is a function of the caption alone, the same in training and at
+        test, and FAISS stays exact. ``"rerank"``: the image the caption is scored against,
+        as the paper's figure draws it: in training every caption of the batch is encoded
+        once per image of the (global) batch for the contrastive loss, and with its own image
+        for its twins; at test a FAISS short list of ``k_short`` candidates (on the
+        mean-image embeddings) is re-scored pair by pair (``protocol="full"`` only).
+        ``"none"``: an ablation: trained as ``"mean"``, tested without weights.
+    k_short : int, default=20
+        Short-list length of ``test_token_weights="rerank"``.
     max_token_weight : float, default=3.0
     k_attribute, k_category : int, default=2, 2
         Swapped twins per training caption.
@@ -182,10 +197,13 @@ class DualPromptCategoryReweighting(RetrievalMethod):
     for this method; the towers are frozen, ``--lr`` is unused) and its linear warm-up the one
     epoch at a constant 1e-5; ``--epochs`` is the whole budget (spec: 5). The running mean
     image of the test-time weights is kept per process; under DDP the main process's (a
-    quarter of the batches with 4 processes) is saved. Prompt tokens shorten the
-    caption context by ``n_prompts``: longer captions are cut, their end token kept.
-    Token weighting ``"frozen"`` and pairwise ``"rerank"`` test weights of the spec are not
-    implemented.
+    quarter of the batches with 4 processes) is saved; it restarts every epoch, so the
+    weights of a validation or test pass use the last epoch's images. Prompt tokens shorten
+    the caption context by ``n_prompts``: longer captions are cut, their end token kept.
+    Before issue 26 training weighted a caption by its own paired image and testing by the
+    mean image: every caption then met different weights at test than in training.
+    Swapped-twin accuracy (:mod:`retrieval.fine_grained`) scores a ``"rerank"`` model with
+    its mean-image embeddings.
 
     Measured on the synthetic set (``benchmarks/retrieval_noise.py``: tiny CLIP, 3 seeds, 5
     epochs from the clean contrastive run at rSum 379.0 and attribute / category twin accuracy
@@ -207,19 +225,22 @@ class DualPromptCategoryReweighting(RetrievalMethod):
                  prompt_init: str = "a photo of a", token_weighting: str = "dynamic",
                  test_token_weights: str = "mean", max_token_weight: float = 3.0,
                  k_attribute: int = 2, k_category: int = 2, category_weight: float = 1.0,
-                 cate_loss_weight: float = 1.0, temperature: float | None = None) -> None:
+                 cate_loss_weight: float = 1.0, temperature: float | None = None,
+                 k_short: int = 20) -> None:
         super().__init__(backbone)
         model = backbone.model
         if not hasattr(model, "token_embedding"):
             raise UnsupportedModelError(f"DCAR needs CLIP's built-in text tower; {backbone.name} "
                                       "has another one")
         visual = backbone._require_plain_vit()
-        if token_weighting not in ("dynamic", "none"):
-            raise ValueError(f"token_weighting must be 'dynamic' or 'none', got "
+        if token_weighting not in ("dynamic", "frozen", "none"):
+            raise ValueError(f"token_weighting must be 'dynamic', 'frozen' or 'none', got "
                              f"{token_weighting!r}")
-        if test_token_weights not in ("mean", "none"):
-            raise ValueError(f"test_token_weights must be 'mean' or 'none', got "
+        if test_token_weights not in ("mean", "rerank", "none"):
+            raise ValueError(f"test_token_weights must be 'mean', 'rerank' or 'none', got "
                              f"{test_token_weights!r}")
+        if k_short < 1:
+            raise ValueError(f"k_short must be >= 1, got {k_short}")
         if not 1 <= n_prompts <= backbone.context_length - 3:
             raise ValueError(f"n_prompts must be in [1, {backbone.context_length - 3}], got "
                              f"{n_prompts}")
@@ -237,6 +258,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         self.category_weight = float(category_weight)
         self.cate_loss_weight = float(cate_loss_weight)
         self.temperature = temperature
+        self.k_short = int(k_short)
         set_requires_grad(backbone, False)
         backbone.eval()
         depth = min(self.prompt_depth, len(model.transformer.resblocks),
@@ -253,7 +275,8 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         self.coupling = nn.ModuleList([nn.Linear(text_width, vision_width)
                                        for _ in range(depth)])
         self.adapter = CategoryAwareAdapter(backbone.embed_dim)
-        # Mean prompted training-image embedding (test-time token weights), as a running sum.
+        # Mean training-image embedding of the weighting's image encoder (the "mean" rule), as
+        # a running sum over the current epoch.
         self.register_buffer("image_sum", torch.zeros(backbone.embed_dim, dtype=torch.float64))
         self.register_buffer("image_count", torch.zeros((), dtype=torch.float64))
 
@@ -264,7 +287,8 @@ class DualPromptCategoryReweighting(RetrievalMethod):
                 "test_token_weights": self.test_token_weights,
                 "max_token_weight": self.max_token_weight, "k_attribute": self.k_attribute,
                 "k_category": self.k_category, "category_weight": self.category_weight,
-                "cate_loss_weight": self.cate_loss_weight, "temperature": self.temperature}
+                "cate_loss_weight": self.cate_loss_weight, "temperature": self.temperature,
+                "k_short": self.k_short}
 
     # ------------------------------------------------------------------ prompted towers
     def prompted_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -348,14 +372,22 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         return pooled, tokens, eot
 
     @torch.no_grad()
+    def weighting_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``v(I)`` of the token weights for a batch of images, ``(B, d)`` normalised: the
+        prompted tower (``"dynamic"``) or CLIP's own (``"frozen"``)."""
+        if self.token_weighting == "frozen":
+            return F.normalize(self.backbone.encode_image(images).float(), dim=-1)
+        return F.normalize(self.prompted_image(images).float(), dim=-1)
+
+    @torch.no_grad()
     def blank_image_embedding(self) -> torch.Tensor:
-        """``v(blank)``: the prompted embedding of a mean-grey image (zeros after CLIP's
-        normalisation), ``(d,)`` normalised."""
+        """``v(blank)``: the embedding of a mean-grey image (zeros after CLIP's normalisation)
+        by the weighting's image encoder, ``(d,)`` normalised."""
         visual = self.backbone.model.visual
         size = visual.image_size if isinstance(visual.image_size, (tuple, list)) else \
             (visual.image_size, visual.image_size)
         blank = torch.zeros(1, 3, *size, device=self.text_prompts.device)
-        return F.normalize(self.prompted_image(blank).float(), dim=-1)[0]
+        return self.weighting_images(blank)[0]
 
     @torch.no_grad()
     def token_weights(self, token_ids: torch.Tensor, image_embeddings: torch.Tensor,
@@ -364,10 +396,17 @@ class DualPromptCategoryReweighting(RetrievalMethod):
 
         ``w_j = min(max_weight, a_j / mean_k a_k)`` over the caption's word tokens with
         ``a_j = |<e_j, v(I)> - <e_j, v(blank)>|`` and ``e_j`` the normalised projected state
-        of token ``j``; the start token, the end token and padding keep weight 1. ``blank``:
+        of token ``j`` (prompted text tower for ``"dynamic"``, CLIP's own for ``"frozen"``);
+        the start token, the end token and padding keep weight 1. ``image_embeddings``: one
+        ``v(I)`` per caption (:meth:`weighting_images`). ``blank``:
         :meth:`blank_image_embedding`, when the caller already has it.
         """
-        _, tokens, eot = self.prompted_text(token_ids)
+        if self.token_weighting == "frozen":
+            token_ids = self._fit_context(token_ids)
+            _, tokens, _ = self.backbone.text_tokens(token_ids)
+            eot = self.backbone.text_end_positions(token_ids)
+        else:
+            _, tokens, eot = self.prompted_text(token_ids)
         tokens = F.normalize(tokens.float(), dim=-1)
         blank = self.blank_image_embedding() if blank is None else blank
         image_embeddings = F.normalize(image_embeddings.float(), dim=-1)
@@ -383,7 +422,7 @@ class DualPromptCategoryReweighting(RetrievalMethod):
     def _text_embedding(self, token_ids: torch.Tensor, weight_images: torch.Tensor | None,
                         blank: torch.Tensor | None = None) -> torch.Tensor:
         weights = None
-        if self.token_weighting == "dynamic" and weight_images is not None:
+        if self.token_weighting != "none" and weight_images is not None:
             weights = self.token_weights(token_ids, weight_images, blank)
         pooled, _, _ = self.prompted_text(token_ids, weights)
         return self.adapter(F.normalize(pooled.float(), dim=-1))
@@ -400,14 +439,103 @@ class DualPromptCategoryReweighting(RetrievalMethod):
             return None
         return (self.image_sum / self.image_count).float()
 
+    def _mean_images(self, count: int, device: torch.device) -> torch.Tensor | None:
+        mean = self.mean_training_image() if self.token_weighting != "none" else None
+        return None if mean is None else mean.to(device).expand(count, -1)
+
     def encode_texts(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Caption embeddings ``(B, d)``: prompted text tower, test-time token weights from
-        the mean training image, then the category-aware adapter."""
-        mean = self.mean_training_image() if (self.token_weighting == "dynamic" and
-                                              self.test_token_weights == "mean") else None
-        images = None if mean is None else mean.to(token_ids.device).expand(
-            token_ids.shape[0], -1)
+        """Caption embeddings ``(B, d)``: prompted text tower with token weights against the
+        mean training image (``"rerank"``: its short-list embedding; ``"none"``: no weights),
+        then the category-aware adapter."""
+        images = None if self.test_token_weights == "none" else \
+            self._mean_images(token_ids.shape[0], token_ids.device)
         return self._text_embedding(token_ids, images)
+
+    def pair_scores(self, images: torch.Tensor, weight_images: torch.Tensor,
+                    token_ids: torch.Tensor, blank: torch.Tensor | None = None) -> torch.Tensor:
+        """``S(I_p, T_p)`` of ``p`` pairs under the pair rule (``"rerank"``): caption ``p``
+        weighted against its own image ``p``.
+
+        Parameters
+        ----------
+        images : Tensor ``(P, d)``
+            Normalised prompted image embeddings (:meth:`encode_images`).
+        weight_images : Tensor ``(P, d)``
+            The same images by the weighting's encoder (:meth:`weighting_images`).
+        token_ids : Tensor ``(P, L)``
+        """
+        texts = self._text_embedding(token_ids, weight_images, blank)
+        return (images.float() * texts).sum(dim=-1)
+
+    def on_epoch_start(self, epoch: int, context: Any = None) -> None:
+        """Restart the running mean image: the weights of the next validation or test pass
+        use this epoch's images (prompts move between epochs)."""
+        if context is not None:
+            self.image_sum.zero_()
+            self.image_count.zero_()
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_split(self, split: Any, *, batch_size: int = 256, verbose: bool = True,
+                       max_images: int | None = None, protocol: str = "full",
+                       amp: str = "off", num_workers: int = 0,
+                       **metric_kwargs: Any) -> dict[str, float]:
+        """Exact FAISS search on the mean-image embeddings; with ``test_token_weights=
+        "rerank"``, a short list of ``k_short`` candidates per query from them, re-scored
+        with the pair rule (:meth:`pair_scores`)."""
+        if self.test_token_weights != "rerank" or self.token_weighting == "none":
+            return super().evaluate_split(split, batch_size=batch_size, verbose=verbose,
+                                          max_images=max_images, protocol=protocol, amp=amp,
+                                          num_workers=num_workers, **metric_kwargs)
+        if protocol != "full":
+            raise ValueError(f"test_token_weights='rerank' scores the full gallery only, not "
+                             f"protocol {protocol!r}")
+        from retrieval.encoding import encode_images
+        from retrieval.evaluation import rerank_metrics, shortlist_rerank
+        from retrieval.split_encoding import encode_split
+
+        if max_images is not None and split.n_images > max_images:
+            split = split.subset(max_images)
+        images, texts, ids = encode_split(self, split, batch_size=batch_size, verbose=verbose,
+                                          amp=amp, num_workers=num_workers)
+        if self.token_weighting == "frozen":
+            weights = encode_images(self.backbone, split.image_paths, batch_size=batch_size,
+                                    verbose=verbose, num_workers=num_workers)
+        else:
+            weights = images
+        device = self.text_prompts.device
+        image_rows = torch.as_tensor(np.asarray(images), dtype=torch.float32)
+        weight_rows = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        tokens = torch.as_tensor(self.backbone.tokenize(list(split.captions))).long()
+        was_training = self.training
+        self.eval()
+
+        @torch.no_grad()
+        def scores_of(image_idx: np.ndarray, text_idx: np.ndarray) -> np.ndarray:
+            blank = self.blank_image_embedding()
+            out = []
+            for start in range(0, len(image_idx), batch_size):
+                i = torch.as_tensor(image_idx[start:start + batch_size])
+                t = torch.as_tensor(text_idx[start:start + batch_size])
+                out.append(self.pair_scores(image_rows[i].to(device), weight_rows[i].to(device),
+                                            tokens[t].to(device), blank).float().cpu())
+            return torch.cat(out).numpy()
+
+        def rescore_i2t(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+            return scores_of(np.repeat(query, candidates.shape[1]), candidates.reshape(-1)
+                             ).reshape(candidates.shape)
+
+        def rescore_t2i(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+            return scores_of(candidates.reshape(-1), np.repeat(query, candidates.shape[1])
+                             ).reshape(candidates.shape)
+
+        try:
+            i2t = shortlist_rerank(np.asarray(images), np.asarray(texts), self.k_short,
+                                   rescore_i2t)
+            t2i = shortlist_rerank(np.asarray(texts), np.asarray(images), self.k_short,
+                                   rescore_t2i)
+        finally:
+            self.train(was_training)
+        return rerank_metrics(i2t, t2i, ids, metric_kwargs.get("ks", (1, 5, 10)))
 
     # ------------------------------------------------------------------ training
     def training_dataset(self, split: Any, transform: Callable | None, tokenizer: Callable,
@@ -434,21 +562,41 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         """``L_con`` (InfoNCE on the global batch) plus ``lambda_cate L_cate`` (per image,
         over its true caption and swapped twins)."""
         images = self.encode_images(batch["image"])
-        with torch.no_grad():
-            self.image_sum += images.detach().double().sum(dim=0)
-            self.image_count += images.shape[0]
-        weight_source = images.detach()
+        weighted = self.token_weighting != "none"
+        weight_source = self.weighting_images(batch["image"]) if weighted else None
+        if weighted:
+            with torch.no_grad():
+                self.image_sum += weight_source.double().sum(dim=0)
+                self.image_count += images.shape[0]
+        pairwise = weighted and self.test_token_weights == "rerank"
         # The blank image's embedding serves the captions and all their twins of this step.
-        blank = self.blank_image_embedding() if self.token_weighting == "dynamic" else None
-        texts = self._text_embedding(batch["text"], weight_source, blank)
+        blank = self.blank_image_embedding() if weighted else None
         temperature = self._temperature()
-        all_images, all_texts = gather(images), gather(texts)
-        contrastive = info_nce(all_images @ all_texts.t(), gather(batch["image_index"]),
-                               temperature=temperature)
+        all_images = gather(images)
+        image_ids = gather(batch["image_index"])
+        if pairwise:
+            # The pair rule: each caption weighted against every image it is scored with.
+            all_weights = gather(weight_source)
+            size, count = batch["text"].shape[0], all_images.shape[0]
+            scores = self.pair_scores(
+                all_images.repeat(size, 1), all_weights.repeat(size, 1),
+                batch["text"].repeat_interleave(count, dim=0), blank).reshape(size, count)
+            contrastive = info_nce(gather(scores).t(), image_ids, temperature=temperature)
+        else:
+            # The mean rule: the weights every caption gets at test.
+            reference = self._mean_images(batch["text"].shape[0], images.device) \
+                if weighted else None
+            texts = self._text_embedding(batch["text"], reference, blank)
+            contrastive = info_nce(all_images @ gather(texts).t(), image_ids,
+                                   temperature=temperature)
         cate_text = batch["cate_text"]
         size, per_image, length = cate_text.shape
-        repeated = weight_source[:, None, :].expand(-1, per_image, -1).reshape(-1,
-                                                                               images.shape[1])
+        if pairwise:
+            references = weight_source  # each candidate is scored against its own image
+        else:
+            references = self._mean_images(size, images.device) if weighted else None
+        repeated = None if references is None else references[:, None, :].expand(
+            -1, per_image, -1).reshape(-1, images.shape[1])
         candidates = self._text_embedding(cate_text.reshape(-1, length), repeated, blank
                                           ).reshape(size, per_image, -1)
         logits = (images[:, None, :] * candidates).sum(dim=-1) / temperature

@@ -17,8 +17,10 @@ A and B, that divide the data for each other every epoch (co-teaching):
 4. **Soft margins.** Clean pairs train with a hinge loss whose margin grows with a soft label
    mixing the clean probability and the stability of the pair's pseudo-class prediction.
 
-Training follows a staged schedule inside the run's ``--epochs``: warm-up on all pairs
-(InfoNCE), then co-training on the clean subset, then also the refinable pairs, then also the
+The two networks differ as co-teaching needs: own initialisation seed for their new modules,
+own batch order, and each divides the data for the other. Training follows a staged schedule
+inside the run's ``--epochs``: warm-up on all pairs (InfoNCE and the pseudo-classification
+loss), then co-training on the clean subset, then also the refinable pairs, then also the
 ambiguous ones. At test time the two networks' scores are averaged, which is one dot product
 of concatenated embeddings: the method stays single-vector and FAISS search stays exact.
 
@@ -41,6 +43,7 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -69,7 +72,8 @@ NETWORKS = ("A", "B")
 REFINEMENT_SETTINGS = ("margin", "warmup_temperature", "n_pseudo_classes", "classifier_hidden",
                        "entropy_weight", "gce_q", "refine_min_similarity",
                        "ambiguous_replacement", "warmup_pc_loss", "split_batch_size",
-                       "warmup_fraction", "stage_fractions", "inference", "match_loss")
+                       "warmup_fraction", "stage_fractions", "inference", "match_loss",
+                       "network_seed")
 
 
 def refinement_settings(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +81,62 @@ def refinement_settings(arguments: dict[str, Any]) -> dict[str, Any]:
     return {name: arguments[name] for name in REFINEMENT_SETTINGS}
 # Subset codes of the per-pair tables.
 CLEAN, REFINABLE, AMBIGUOUS = 0, 1, 2
+#: Suffix of network B's own pairs in a training batch (:class:`TwoStreamPairs`).
+STREAM_B = "_b"
+
+
+def resolve_network_seed(network_seed: int | None) -> int:
+    """The seed of the two networks' own randomness; ``None`` draws one from torch's global
+    generator, so the run's ``--seed`` decides it (the drawn value goes into the config, so
+    a resumed run keeps it)."""
+    if network_seed is None:
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+    if int(network_seed) < 0:
+        raise ValueError(f"network_seed must be >= 0, got {network_seed}")
+    return int(network_seed)
+
+
+@contextlib.contextmanager
+def network_init(network_seed: int, network: int):
+    """Build network ``network``'s new modules from its own seed (leaves the caller's random
+    stream untouched): A and B start as two learners, not one learner twice."""
+    seed = int(np.random.SeedSequence([network_seed, network]).generate_state(1)[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class TwoStreamPairs(torch.utils.data.Dataset):
+    """Training items for two networks with their own batch order.
+
+    Item ``i`` holds pair ``i`` of ``pairs`` for network A and pair ``order[i]`` for network
+    B (its keys suffixed ``_b``), where ``order`` is a permutation drawn from ``(seed,
+    epoch)``. The trainer shuffles the items, so A and B see every pair once per epoch, each
+    in batches of its own: different neighbours, different negatives, different gradients
+    (co-teaching [3] trains its two networks on independently shuffled data).
+    """
+
+    def __init__(self, pairs: torch.utils.data.Dataset, seed: int, epoch: int) -> None:
+        self.pairs = pairs
+        self.order = np.random.default_rng([int(seed), int(epoch)]).permutation(len(pairs))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.pairs[int(index)])
+        other = self.pairs[int(self.order[int(index)])]
+        item.update({key + STREAM_B: value for key, value in other.items()})
+        return item
+
+
+def network_stream(batch: dict[str, Any], network: int) -> dict[str, Any]:
+    """Network ``network``'s pairs of a batch: A's are the batch's own keys, B's the keys
+    suffixed ``_b`` (a batch without them, e.g. one built by hand, serves both)."""
+    if network == 0 or "image" + STREAM_B not in batch:
+        return batch
+    return {key[:-len(STREAM_B)]: value for key, value in batch.items()
+            if key.endswith(STREAM_B)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +371,8 @@ class PseudoLabelRefinement:
                           ambiguous_replacement: bool, warmup_pc_loss: bool,
                           split_batch_size: int, warmup_fraction: float,
                           stage_fractions: tuple[float, float] | list[float],
-                          inference: str, match_loss: str = "infonce") -> None:
+                          inference: str, match_loss: str = "infonce",
+                          network_seed: int | None = None) -> None:
         if match_loss not in ("hinge", "infonce"):
             raise ValueError(f"match_loss must be 'hinge' or 'infonce', got {match_loss!r}")
         if inference not in ("ensemble", "A", "B"):
@@ -339,8 +400,12 @@ class PseudoLabelRefinement:
         self.stage_fractions = (float(stage_fractions[0]), float(stage_fractions[1]))
         self.inference = inference
         self.match_loss = match_loss
-        self.classifiers = nn.ModuleList(
-            [PseudoClassifier(d, n_pseudo_classes, classifier_hidden) for _ in NETWORKS])
+        self.network_seed = resolve_network_seed(network_seed)
+        classifiers = []
+        for n in range(len(NETWORKS)):
+            with network_init(self.network_seed, n):
+                classifiers.append(PseudoClassifier(d, n_pseudo_classes, classifier_hidden))
+        self.classifiers = nn.ModuleList(classifiers)
         # Epochs the run was planned with (-1: not started): a resume with another --epochs
         # would move the phase boundaries, and is refused.
         self.register_buffer("planned_epochs", torch.tensor(-1, dtype=torch.long))
@@ -357,7 +422,15 @@ class PseudoLabelRefinement:
                 "warmup_pc_loss": self.warmup_pc_loss, "split_batch_size": self.split_batch_size,
                 "warmup_fraction": self.warmup_fraction,
                 "stage_fractions": list(self.stage_fractions), "inference": self.inference,
-                "match_loss": self.match_loss}
+                "match_loss": self.match_loss, "network_seed": self.network_seed}
+
+    def training_dataset(self, split: Any, transform: Any, tokenizer: Any, *, epoch: int = 0,
+                         epochs: int = 1) -> torch.utils.data.Dataset:
+        """Each item carries a pair for A and another for B (:class:`TwoStreamPairs`): the
+        networks draw their batches in orders of their own, new every epoch."""
+        pairs = super().training_dataset(split, transform, tokenizer, epoch=epoch,
+                                         epochs=epochs)
+        return TwoStreamPairs(pairs, self.network_seed, epoch)
 
     # ------------------------------------------------------------------ per-pair state
     def _reset_pair_state(self, n_pairs: int) -> None:
@@ -634,14 +707,15 @@ class PseudoLabelRefinement:
     def combined_step(self, batch: dict[str, torch.Tensor], gather: GatherFn
                       ) -> dict[str, torch.Tensor]:
         """Both networks' losses on the global batch (their sum is minimised)."""
-        image_ids = gather(batch["image_index"])
-        caption_ids = gather(batch["caption_index"])
         result: dict[str, torch.Tensor] = {}
         total = None
         for n, name in enumerate(NETWORKS):
-            images, texts = self.pair_embeddings(n, batch)
-            losses = self.refinement_losses(n, gather(images), gather(texts), image_ids,
-                                            caption_ids)
+            # Each network trains on its own stream of pairs (its own batch order).
+            stream = network_stream(batch, n)
+            images, texts = self.pair_embeddings(n, stream)
+            losses = self.refinement_losses(n, gather(images), gather(texts),
+                                            gather(stream["image_index"]),
+                                            gather(stream["caption_index"]))
             total = losses["loss"] if total is None else total + losses["loss"]
             result.update({f"{key}_{name}": value.detach() for key, value in losses.items()
                            if key != "loss"})
@@ -665,9 +739,12 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
     Parameters
     ----------
     backbone : ClipBackbone
-        Network A's CLIP; network B starts from a copy of the same weights (both learn from
-        one pretrained CLIP; they differ by their pseudo-classifiers' initialisation and by
-        the splits they train on).
+        Network A's CLIP; network B's towers start from a copy of the same weights (both
+        fine-tune one pretrained CLIP). The two differ as co-teaching needs: each network's
+        pseudo-classifier is initialised from its own seed (``network_seed``), each draws
+        its batches in its own order (:class:`TwoStreamPairs`), the classifiers train from
+        the warm-up on and their loss reaches the towers, and from the first co-training
+        epoch each network trains on the split the other made.
     margin : float, default=0.2
         ``alpha`` of the per-sample split losses and of the soft-margin hinge.
     warmup_temperature : float, default=0.05
@@ -683,9 +760,11 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
     ambiguous_replacement : bool, default=True
         Ambiguous pairs also borrow captions (the official code; the paper mentions only
         robust losses).
-    warmup_pc_loss : bool, default=False
-        Train the pseudo-classifier during warm-up too (PC2); off in PCSR's code, so warm-up
-        votes come from an untrained head.
+    warmup_pc_loss : bool, default=True
+        Train the pseudo-classifier from the warm-up on, as the paper describes (and PC2
+        does): the warm-up's votes then come from a head that learns, and its gradient makes
+        the two networks' towers part. ``False`` is the released code (InfoNCE alone in the
+        warm-up: two networks from one CLIP stay nearly equal until co-training).
     split_batch_size : int, default=128
         Batch of the per-sample loss pass.
     warmup_fraction : float, default=1/11
@@ -703,6 +782,11 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
         rSum falls at every co-training epoch under noise and PCSR ends below the contrastive
         baseline trained on the same noisy pairs; with weighted InfoNCE it rises above it. The
         paper's hinge comes from SGRAF on detector features; CLIP was trained with InfoNCE.
+    network_seed : int or None, default=None
+        Seed of what is each network's own: the initialisation of its new modules (drawn
+        per network from ``(network_seed, n)``) and network B's batch order (from
+        ``(network_seed, epoch)``). None draws it from torch's generator, so the run's
+        ``--seed`` decides; the config keeps the drawn value.
 
     Notes
     -----
@@ -714,11 +798,11 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
     pseudo-class is that of its image, as in the official code, so its votes measure how
     stable the image's class is: the reliability of borrowing a caption by class.
 
-    Training draws one stream of shuffled pairs; in each batch every network applies the
-    subset table the other network made (clean, refinable, ambiguous), and a refinable pair
-    borrows the caption of the closest clean pair *of the same batch*. The official code draws
-    clean and noisy pairs from two loaders; one stream keeps one loader, one schedule and
-    exact DDP batches. The prediction bank of the stability score is refreshed at every
+    Each training item carries two pairs, one per network, so A and B batch the data in
+    orders of their own through one loader (one schedule, exact DDP batches); in its batch a
+    network applies the subset table the other network made (clean, refinable, ambiguous),
+    and a refinable pair borrows the caption of the closest clean pair *of the same batch*.
+    The official code draws clean and noisy pairs from two loaders per network. The prediction bank of the stability score is refreshed at every
     warm-up batch and every split pass (the paper leaves the time open). Official defects not
     copied: checkpoints chosen on the test split, votes counted twice per split pass,
     unseeded mixtures, noise statistics read from a misparsed noise file (the true labels
@@ -743,10 +827,11 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
                  warmup_temperature: float = 0.05, n_pseudo_classes: int = 256,
                  classifier_hidden: int = 256, entropy_weight: float = 10.0,
                  gce_q: float = 0.7, refine_min_similarity: float = 0.5,
-                 ambiguous_replacement: bool = True, warmup_pc_loss: bool = False,
+                 ambiguous_replacement: bool = True, warmup_pc_loss: bool = True,
                  split_batch_size: int = 128, warmup_fraction: float = 1 / 11,
                  stage_fractions: tuple[float, float] | list[float] = (0.5, 0.8),
-                 inference: str = "ensemble", match_loss: str = "infonce") -> None:
+                 inference: str = "ensemble", match_loss: str = "infonce",
+                 network_seed: int | None = None) -> None:
         super().__init__(backbone)
         self.backbone_b = copy.deepcopy(backbone)
         self._setup_refinement(backbone.embed_dim, **refinement_settings(locals()))

@@ -19,7 +19,8 @@ from torch import nn
 from retrieval.methods.base import EpochContext, GatherFn
 from retrieval.methods.features import FeatureMethod, FeatureSpace, ResidualAdapter, \
     register_feature_method
-from retrieval.methods.pcsr import NETWORKS, PseudoLabelRefinement, refinement_settings
+from retrieval.methods.pcsr import NETWORKS, PseudoLabelRefinement, network_init, \
+    refinement_settings, resolve_network_seed
 
 __all__ = ["PseudoLabelRefinementAdapters"]
 
@@ -33,9 +34,10 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
     space : FeatureSpace
     adapter_init_std : float, default=0.01
         Standard deviation of the adapters' output layer at initialisation. Small and random,
-        drawn separately for A and B, so that the two networks are two learners from the first
-        step (the official networks also sat on frozen precomputed features); 0 starts both
-        at zero-shot CLIP.
+        drawn for A and B from their own seeds (``network_seed``), so that the two networks
+        are two learners from the first step (the official networks also sat on frozen
+        precomputed features); 0 starts both at zero-shot CLIP (their hidden layers still
+        differ).
     hidden : int, optional
         Adapter hidden width (default ``2 d``).
     **refinement
@@ -61,23 +63,27 @@ class PseudoLabelRefinementAdapters(PseudoLabelRefinement, FeatureMethod):
                  warmup_temperature: float = 0.05, n_pseudo_classes: int = 256,
                  classifier_hidden: int = 256, entropy_weight: float = 10.0,
                  gce_q: float = 0.7, refine_min_similarity: float = 0.5,
-                 ambiguous_replacement: bool = True, warmup_pc_loss: bool = False,
+                 ambiguous_replacement: bool = True, warmup_pc_loss: bool = True,
                  split_batch_size: int = 128, warmup_fraction: float = 1 / 11,
                  stage_fractions: tuple[float, float] | list[float] = (0.5, 0.8),
-                 inference: str = "ensemble", match_loss: str = "infonce") -> None:
+                 inference: str = "ensemble", match_loss: str = "infonce",
+                 network_seed: int | None = None) -> None:
         super().__init__(space)
         if adapter_init_std < 0:
             raise ValueError(f"adapter_init_std must be >= 0, got {adapter_init_std}")
         self.adapter_init_std = float(adapter_init_std)
         self.hidden = hidden
+        network_seed = resolve_network_seed(network_seed)
         self.image_adapters = nn.ModuleList()
         self.text_adapters = nn.ModuleList()
-        for _ in NETWORKS:
-            for adapters in (self.image_adapters, self.text_adapters):
-                adapter = ResidualAdapter(space.d, hidden)
-                if adapter_init_std:
-                    nn.init.normal_(adapter.down.weight, std=adapter_init_std)
-                adapters.append(adapter)
+        for n in range(len(NETWORKS)):
+            # Each network's adapters from its own seed: two learners from the first step.
+            with network_init(network_seed, n):
+                for adapters in (self.image_adapters, self.text_adapters):
+                    adapter = ResidualAdapter(space.d, hidden)
+                    if adapter_init_std:
+                        nn.init.normal_(adapter.down.weight, std=adapter_init_std)
+                    adapters.append(adapter)
         self._setup_refinement(space.d, **refinement_settings(locals()))
 
     def get_config(self) -> dict[str, Any]:

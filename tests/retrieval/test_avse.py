@@ -10,7 +10,7 @@ import torch
 from retrieval.cli import main as cli_main
 from retrieval.data import load_split, make_synthetic
 from retrieval.evaluation import exhaustive_metrics, shortlist_recall_loss
-from retrieval.methods.avse import (augment_caption_tokens, chunk_scores,
+from retrieval.methods.avse import (GeneralizedPooling, augment_caption_tokens, chunk_scores,
                                     cross_view_regulariser, grid_cell_centres,
                                     pair_chunk_scores, radial_patch_selection, seeded_uniform)
 from retrieval.training import BEST_WEIGHTS, TrainConfig, Trainer, build_method, \
@@ -277,3 +277,45 @@ def test_bad_configurations_are_clear_errors():
         avse(keep_train=0)
     with pytest.raises(ValueError, match="eval_seed"):
         avse(eval_seed=-1)
+    with pytest.raises(ValueError, match="pool"):
+        avse(pool="mean")
+
+
+def test_generalized_pooling_sorts_each_dimension_and_weighs_ranks():
+    torch.manual_seed(0)
+    gpo = GeneralizedPooling()
+    weights = gpo.weights(5, torch.device("cpu"))
+    assert weights.shape == (5,) and float(weights.detach().sum()) == pytest.approx(1.0)
+    tokens = torch.randn(3, 5, 4)
+    ranked = tokens.sort(dim=1, descending=True).values
+    torch.testing.assert_close(gpo(tokens), (ranked * weights[None, :, None]).sum(1))
+    # A set function: the token order does not matter; a constant set pools to itself.
+    torch.testing.assert_close(gpo(tokens[:, [4, 2, 0, 1, 3]]), gpo(tokens))
+    torch.testing.assert_close(gpo(torch.ones(1, 5, 4)), torch.ones(1, 4))
+    # Equal scores for every rank: mean pooling.
+    with torch.no_grad():
+        gpo.score.weight.zero_()
+    torch.testing.assert_close(gpo(tokens), tokens.mean(dim=1))
+
+
+def test_gpo_views_train_their_head(synthetic):
+    method = avse(pool="gpo")
+    assert method.get_config()["pool"] == "gpo"
+    train = load_split(synthetic, "train").subset(8)
+    from retrieval.data.torch_datasets import PairDataset
+
+    data = PairDataset(train, method.backbone.preprocess, method.backbone.tokenizer)
+    batch = torch.utils.data.default_collate([data[i] for i in range(0, 40, 5)])
+    method.train()
+    losses = method.training_step(batch, lambda t: t, epoch=1)
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"])
+    assert method.gpo.score.weight.grad.abs().sum() > 0
+    assert method.token_head.weight.grad.abs().sum() > 0
+    assert any(p is method.gpo.score.weight for g in method.parameter_groups(1e-5, 1e-4, 0.1)
+               if g["name"].startswith("new") for p in g["params"])
+    method.eval()
+    with torch.no_grad():
+        images = method.encode_images(batch["image"], indices=torch.arange(8))
+    assert images.shape == (8, 2 * 64)
+    torch.testing.assert_close(images[:, :64].norm(dim=1), torch.ones(8))

@@ -49,6 +49,9 @@ def test_zero_shot_train_evaluate_encode(synthetic, tmp_path, capsys):
     # The images' run also scores swapped twins (the synthetic split has object records);
     # features carry no captions to swap.
     assert "twin_acc_attribute" in live and "twin_acc_attribute" not in again
+    for kind in ("attribute", "category"):
+        assert {f"twin_i2t_{kind}", f"twin_t2i_{kind}", f"twin_group_{kind}"} <= set(live)
+        assert live[f"twin_i2t_{kind}"] == live[f"twin_acc_{kind}"]
     for key in again:
         assert again[key] == pytest.approx(live[key], abs=1e-6)
 

@@ -10,7 +10,8 @@ import torch
 
 from retrieval.cli import main as cli_main
 from retrieval.data import load_fdrd, load_split, make_synthetic, shipped_file
-from retrieval.fine_grained import split_twins, twin_accuracy, twin_scores_accuracy
+from retrieval.fine_grained import (split_twins, twin_accuracy, twin_direction_accuracy,
+                                    twin_image_pairs, twin_scores_accuracy)
 from retrieval.methods.dcar import HardNegativePairDataset
 from retrieval.rewriting import CaptionRewriter, twins_from_objects
 from retrieval.training import TrainConfig, Trainer, build_method, load_run
@@ -76,6 +77,45 @@ def test_twin_accuracy_against_a_hand_computed_case():
     assert np.isnan(twin_scores_accuracy(np.array([0.1]), [np.array([])])[0])
 
 
+def test_twin_directions_and_group_on_a_hand_made_case():
+    """Winoground-style scores: image to text, text to image, both for the same image."""
+    positives = np.array([0.9, 0.6, 0.5, 0.4])
+    captions = [np.array([0.2]),           # image 0 prefers its caption: i2t right
+                np.array([0.7]),           # image 1 prefers the twin caption: i2t wrong
+                np.array([0.1, 0.3]),      # i2t right
+                np.array([])]              # no caption twins: i2t not counted
+    images = [np.array([0.95]),            # caption 0 prefers a twin image: t2i wrong
+              np.array([0.1, 0.2]),        # t2i right
+              np.array([0.5]),             # tie: t2i wrong
+              np.array([0.0])]             # t2i right
+    result = twin_direction_accuracy(positives, captions, images)
+    assert result["i2t"] == pytest.approx(200 / 3) and result["images_i2t"] == 3
+    assert result["t2i"] == pytest.approx(50.0) and result["images_t2i"] == 4
+    # Image 0: i2t only; image 1: t2i only; image 2: i2t only; image 3 has no caption twin.
+    assert result["group"] == 0.0 and result["images_group"] == 3
+    assert twin_direction_accuracy(positives[:1], captions[:1],
+                                   [np.array([0.1])])["group"] == 100.0
+    assert np.isnan(twin_direction_accuracy(positives[:1], captions[:1], [[]])["t2i"])
+    with pytest.raises(ValueError, match="per image"):
+        twin_direction_accuracy(positives, captions, images[:2])
+
+
+def test_twin_images_differ_in_one_colour_or_one_shape():
+    def thing(shape, colour, position="top left", size="small"):
+        return {"shape": shape, "colour": colour, "position": position, "size": size}
+
+    objects = [[thing("circle", "red"), thing("star", "blue", "center")],
+               [thing("star", "blue", "center"), thing("circle", "green")],  # colour of one
+               [thing("square", "red"), thing("star", "blue", "center")],    # shape of one
+               [thing("square", "green"), thing("star", "blue", "center")],  # both: no twin of 0
+               [thing("circle", "red", size="large"), thing("star", "blue", "center")],
+               [thing("circle", "red"), thing("star", "blue", "center")]]    # same as 0
+    pairs = twin_image_pairs(objects)
+    assert pairs["attribute"][0] == [1] and pairs["attribute"][1] == [0, 5]
+    assert pairs["category"][0] == [2] and pairs["category"][3] == [1]
+    assert pairs["attribute"][2] == [3] and pairs["attribute"][4] == []
+
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     return make_synthetic(tmp_path_factory.mktemp("synthetic") / "data", n_images=80, seed=0)
@@ -116,6 +156,14 @@ def test_twin_accuracy_of_a_perfect_and_a_blind_scorer(synthetic):
     oracle._decoded = {tuple(oracle.backbone.tokenize([t])[0].tolist()): t for t in texts}
     results = twin_accuracy(oracle, test)
     assert results["twin_acc_attribute"] == 100.0 and results["twin_acc_category"] == 100.0
+    for kind in ("attribute", "category"):
+        assert results[f"twin_i2t_{kind}"] == results[f"twin_acc_{kind}"]
+        # Twin images of the split score 0 with a caption that is not theirs.
+        counted = results[f"twin_images_t2i_{kind}"]
+        assert counted == len([1 for found in twin_image_pairs(test.objects)[kind] if found])
+        if counted:
+            assert results[f"twin_t2i_{kind}"] == 100.0
+            assert results[f"twin_group_{kind}"] == 100.0
     # A scorer blind to captions ties everywhere: ties fail.
     oracle.encode_texts = lambda ids: torch.ones(len(ids), len(oracle.truth))
     blind = twin_accuracy(oracle, test)
@@ -267,8 +315,82 @@ def test_a_few_steps_lower_both_losses_and_the_run_reloads(fine_tuned_clip, synt
 
 def test_bad_settings_are_clear_errors():
     for config, message in (({"token_weighting": "static"}, "token_weighting"),
-                            ({"test_token_weights": "rerank"}, "test_token_weights"),
+                            ({"test_token_weights": "pairs"}, "test_token_weights"),
+                            ({"k_short": 0}, "k_short"),
                             ({"n_prompts": 0}, "n_prompts"), ({"prompt_depth": 0}, "prompt_depth"),
                             ({"temperature": -1.0}, "temperature")):
         with pytest.raises(ValueError, match=message):
             build_method("dcar", MODEL, method_config=config)
+
+
+def _spy_on_weights(method):
+    """Record the token weights of every weighted pass through the prompted text tower."""
+    calls = []
+    original = method.prompted_text
+
+    def spy(token_ids, token_weights=None):
+        if token_weights is not None:
+            calls.append((token_ids.clone(), token_weights.detach().clone()))
+        return original(token_ids, token_weights)
+
+    method.prompted_text = spy
+    return calls
+
+
+@pytest.mark.parametrize("weighting,rule", [("dynamic", "mean"), ("frozen", "mean"),
+                                            ("dynamic", "rerank")])
+def test_training_and_test_weights_agree_on_the_same_pair(fine_tuned_clip, synthetic,
+                                                          weighting, rule):
+    """One weighting rule: a caption meets in training the weights it meets at test."""
+    train = load_split(synthetic, "train")
+    torch.manual_seed(0)
+    method = build_method("dcar", MODEL, fine_tuned_clip, method_config={
+        "token_weighting": weighting, "test_token_weights": rule})
+    dataset = HardNegativePairDataset(train, method.backbone.preprocess,
+                                      method.backbone.tokenizer)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(0, 30, 5)])
+    method.train()
+    calls = _spy_on_weights(method)
+    method.training_step(batch, lambda t: t)
+    ids, trained = calls[0]  # the contrastive pass comes first
+    method.eval()
+    calls.clear()
+    with torch.no_grad():
+        if rule == "mean":
+            method.encode_texts(batch["text"])
+            torch.testing.assert_close(calls[0][0], ids)
+            torch.testing.assert_close(calls[0][1], trained)
+        else:
+            # Pair (caption 2, image 4): row 2 * 6 + 4 of the training pass, and the pair
+            # rule of the test-time re-ranking.
+            image = batch["image"][4:5]
+            method.pair_scores(method.encode_images(image), method.weighting_images(image),
+                               batch["text"][2:3])
+            torch.testing.assert_close(ids[2 * 6 + 4], batch["text"][2])
+            torch.testing.assert_close(calls[0][1][0], trained[2 * 6 + 4])
+            # The weights do depend on the image under this rule.
+            assert not torch.allclose(trained[2 * 6 + 4], trained[2 * 6 + 3])
+    assert not torch.allclose(trained, torch.ones_like(trained))
+
+
+def test_frozen_weights_ignore_the_prompts_and_rerank_evaluates(fine_tuned_clip, synthetic):
+    torch.manual_seed(0)
+    frozen = build_method("dcar", MODEL, fine_tuned_clip, method_config={
+        "token_weighting": "frozen", "test_token_weights": "rerank", "k_short": 5})
+    ids = frozen.backbone.tokenize(["a small red circle in the center", "two large blue stars"])
+    images = torch.randn(2, 3, 64, 64)
+    before = frozen.token_weights(ids, frozen.weighting_images(images))
+    with torch.no_grad():
+        frozen.text_prompts.add_(torch.randn_like(frozen.text_prompts))
+        for coupling in frozen.coupling:
+            coupling.weight.add_(torch.randn_like(coupling.weight))
+    torch.testing.assert_close(frozen.token_weights(ids, frozen.weighting_images(images)),
+                               before)
+    # Re-ranked evaluation: a short list from the mean-image embeddings, scored pair by pair.
+    frozen.image_sum += frozen.weighting_images(images).double().sum(0)
+    frozen.image_count += 2
+    val = load_split(synthetic, "val")
+    metrics = frozen.evaluate_split(val, verbose=False)
+    assert 0 <= metrics["rsum"] <= 600 and np.isfinite(metrics["rsum"])
+    with pytest.raises(ValueError, match="full gallery"):
+        frozen.evaluate_split(val, verbose=False, protocol="1k-folds")

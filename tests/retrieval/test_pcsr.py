@@ -12,7 +12,8 @@ from retrieval.cli import main as cli_main
 from retrieval.data import load_features, load_split, make_synthetic, shuffle_captions
 from retrieval.data.features import FeatureSplit
 from retrieval.methods import FeatureSpace, PseudoLabelRefinementAdapters
-from retrieval.methods.pcsr import (AMBIGUOUS, CLEAN, REFINABLE, low_component_probability,
+from retrieval.methods.pcsr import (AMBIGUOUS, CLEAN, REFINABLE, TwoStreamPairs,
+                                    low_component_probability, network_stream,
                                     pcsr_schedule, per_sample_hinge_losses,
                                     pseudo_label_consistency, soft_correspondence_labels,
                                     update_threshold)
@@ -146,7 +147,11 @@ def test_split_on_planted_noise_finds_the_clean_pairs(noisy_run):
             assert sizes == 600
     # Each stage trains its subsets: refined pairs from stage 2, robust loss in stage 3.
     assert cotrain[0]["train_refined_match_A"] == 0
-    assert cotrain[-1]["train_robust_A"] != 0
+    # A network trains the robust loss when the other's split left ambiguous pairs.
+    last = cotrain[-1]
+    assert (last["train_robust_A"] != 0) == (last["pcsr_B_ambiguous"] > 0)
+    assert (last["train_robust_B"] != 0) == (last["pcsr_A_ambiguous"] > 0)
+    assert last["pcsr_A_ambiguous"] + last["pcsr_B_ambiguous"] > 0
 
 
 def test_training_never_reads_the_true_noise_labels(noisy_run, tmp_path):
@@ -377,3 +382,59 @@ def test_bad_settings_are_clear_errors():
             adapters(**config)
     with pytest.raises(ValueError, match="inference"):
         build_method("pcsr", MODEL, method_config={"inference": "C"})
+
+
+# ------------------------------------------------------------------------------------ co-teaching
+def test_two_networks_are_two_learners_after_the_warm_up(synthetic, tmp_path):
+    """Co-divide needs two learners: after the warm-up the networks' weights differ, and the
+    splits they make for each other differ; the ensemble is still the mean of both scores."""
+    train = load_split(synthetic, "train").subset(32)
+    train = train.with_noise(shuffle_captions(train.text_image_ids, 0.4, seed=0))
+    config = dict(n_pseudo_classes=8, classifier_hidden=16)
+
+    def run(stop):
+        torch.manual_seed(0)
+        method = build_method("pcsr", MODEL, method_config=config)
+        Trainer(method, small_config(2, batch_size=16, lr_backbone=1e-4, warmup_fraction=0.0),
+                tmp_path / "run").fit(train, None, stop_after_epoch=stop)
+        return method
+
+    warm = run(1)
+    # Own seeds: the heads differ from the start; own batches and the pseudo-class loss in
+    # the warm-up: the towers (one pretrained CLIP, copied) part during the warm-up.
+    for a, b in zip(warm.classifiers[0].parameters(), warm.classifiers[1].parameters()):
+        assert not torch.equal(a, b)
+    gap = max(float((a - b).detach().abs().max())
+              for a, b in zip(warm.backbone.parameters(), warm.backbone_b.parameters()))
+    assert gap > 1e-4
+    assert warm.network_seed == build_method("pcsr", MODEL, method_config={
+        **config, "network_seed": warm.network_seed}).network_seed
+    # Network B saw its pairs in batches of its own: its warm-up votes fell elsewhere.
+    assert not torch.equal(warm.vote_counts[0], warm.vote_counts[1])
+    done = run(None)
+    # The first co-training epoch trained each network on the other's split: different.
+    assert not torch.equal(done.soft_labels[0], done.soft_labels[1])
+    images = torch.rand(3, 3, 64, 64)
+    tokens = done.backbone.tokenizer(["a red circle", "two blue squares"])
+    with torch.no_grad():
+        ensemble = done.encode_images(images) @ done.encode_texts(tokens).t()
+        single = [torch.nn.functional.normalize(b.encode_image(images), dim=-1)
+                  @ torch.nn.functional.normalize(b.encode_text(tokens), dim=-1).t()
+                  for b in (done.backbone, done.backbone_b)]
+    torch.testing.assert_close(ensemble, (single[0] + single[1]) / 2, atol=1e-5, rtol=0)
+    assert not torch.allclose(single[0], single[1], atol=1e-5)
+
+
+def test_each_network_draws_its_own_batches():
+    pairs = [{"image_index": i, "caption_index": i} for i in range(50)]
+    stream = TwoStreamPairs(pairs, seed=3, epoch=0)
+    items = [stream[i] for i in range(50)]
+    b_pairs = [item["caption_index_b"] for item in items]
+    assert sorted(b_pairs) == list(range(50)) and b_pairs != list(range(50))
+    assert [item["caption_index"] for item in items] == list(range(50))
+    # A new order every epoch, the same for the same seed and epoch.
+    assert TwoStreamPairs(pairs, seed=3, epoch=1).order.tolist() != stream.order.tolist()
+    assert TwoStreamPairs(pairs, seed=3, epoch=0).order.tolist() == stream.order.tolist()
+    batch = torch.utils.data.default_collate(items[:4])
+    assert network_stream(batch, 1)["caption_index"].tolist() == b_pairs[:4]
+    assert network_stream(batch, 0) is batch
