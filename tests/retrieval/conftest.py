@@ -61,3 +61,47 @@ def one_and_two_processes(tmp_path):
         return one, two
 
     return run
+
+
+@pytest.fixture
+def host_syncs(monkeypatch):
+    """``with host_syncs() as calls:`` lists every tensor operation inside the block that
+    would make the host wait for a GPU: reading a value (``item``, ``bool``, ``int``,
+    ``float``, ``tolist``, ``numpy``), copying to the CPU, and indexing with a boolean mask
+    (its size is only known on the device). Counted on CPU tensors too, so a CPU test catches
+    what would stall a GPU run."""
+    import contextlib
+
+    calls: list[str] = []
+    active = [False]
+
+    def counted(name, original):
+        def wrapper(self, *args, **kwargs):
+            if active[0]:
+                calls.append(name)
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    for name in ("item", "__bool__", "__int__", "__float__", "__index__", "tolist", "numpy",
+                 "cpu", "nonzero", "masked_select"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    original_getitem = torch.Tensor.__getitem__
+
+    def getitem(self, index):
+        if active[0]:
+            parts = index if isinstance(index, tuple) else (index,)
+            if any(torch.is_tensor(p) and p.dtype == torch.bool for p in parts):
+                calls.append("boolean mask index")
+        return original_getitem(self, index)
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
+
+    @contextlib.contextmanager
+    def block():
+        active[0] = True
+        try:
+            yield calls
+        finally:
+            active[0] = False
+
+    return block

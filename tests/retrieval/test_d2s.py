@@ -218,3 +218,34 @@ def test_teacher_cache_and_stages_under_two_gloo_processes(synthetic, one_and_tw
     for a, b in zip(history_one, history_two):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
     assert "train_distillation" in history_two[1]
+
+
+def test_training_steps_never_wait_for_the_device(synthetic, tokenizer, host_syncs):
+    """Both stages' steps run without reading the device back: the dense chunks come listed
+    from the collation, the stage is known on the host, the teacher rows are indexed where
+    the batch is."""
+    from retrieval.data.torch_datasets import PairDataset
+
+    split = load_split(synthetic, "train")
+    torch.manual_seed(0)
+    method = build_method("d2s", MODEL, method_config={"n_prompts": 4, "dropout": 0.0})
+    dense = collate_dense([DenseCaptionDataset(split, method.backbone.preprocess, tokenizer,
+                                               30)[i] for i in range(4)])
+    with host_syncs() as calls:
+        method.training_step(dense, lambda t: t)["loss"].backward()
+    assert calls == []
+    method._set_stage(2)
+    method.teacher_cache = torch.nn.functional.normalize(
+        torch.randn(split.n_images, method.backbone.embed_dim), dim=-1)
+    method.teacher_digest = method.text_tower_digest()
+    pairs = PairDataset(split, method.backbone.preprocess, tokenizer)
+    batch = method.collate([pairs[i] for i in range(4)])
+    with host_syncs() as calls:
+        losses = method.training_step(batch, lambda t: t)
+        losses["loss"].backward()
+    assert calls == [] and torch.isfinite(losses["distillation"])
+    # The stage on the host follows a loaded state dict.
+    state = method.state_dict()
+    state["stage"] = torch.tensor(1)
+    method.load_state_dict(state)
+    assert method.stage_now == 1

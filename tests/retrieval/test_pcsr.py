@@ -377,3 +377,29 @@ def test_bad_settings_are_clear_errors():
             adapters(**config)
     with pytest.raises(ValueError, match="inference"):
         build_method("pcsr", MODEL, method_config={"inference": "C"})
+
+
+def test_training_steps_never_wait_for_the_device(host_syncs):
+    """Warm-up and every co-training stage run without reading the device back: the per-pair
+    tables are indexed on the device and the subset losses are masked, not selected."""
+    train = planted_features(60, 2, "train", noise=0.4)
+    batch = {"image": torch.from_numpy(train.img_pooled[train.txt_img[:64]]),
+             "text": torch.from_numpy(train.txt_pooled[:64]),
+             "image_index": torch.from_numpy(train.txt_img[:64]),
+             "caption_index": torch.arange(64)}
+    codes = torch.full((train.n_captions,), CLEAN, dtype=torch.int8)
+    codes[40:52], codes[52:64] = REFINABLE, AMBIGUOUS
+    for match_loss in ("infonce", "hinge"):
+        method = adapters(match_loss=match_loss)
+        method._reset_pair_state(train.n_captions)
+        for phase in (("warmup", 0), ("cotrain", 1), ("cotrain", 2), ("cotrain", 3)):
+            method.phase_now = phase
+            if phase[0] == "cotrain":
+                for n in range(2):
+                    method.subsets[n] = codes
+                    method.soft_labels[n] = torch.linspace(0, 1, train.n_captions)
+            with host_syncs() as calls:
+                losses = method.training_step(batch, lambda t: t)
+                losses["loss"].backward()
+            assert calls == [], (match_loss, phase, calls)
+            assert torch.isfinite(losses["loss"])
