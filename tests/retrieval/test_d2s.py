@@ -132,11 +132,12 @@ def test_resume_within_and_between_stages_equals_an_uninterrupted_run(d2s_runs):
     a = torch.load(base / "full" / LAST_CHECKPOINT, weights_only=True)["method"]
     b = torch.load(base / "part" / LAST_CHECKPOINT, weights_only=True)["method"]
     assert set(a) == set(b)
+    # Bit-exact on the CPU, the cached teacher included.
     for key in a:
         if key.endswith("_extra_state"):
-            torch.testing.assert_close(a[key]["teacher_cache"], b[key]["teacher_cache"])
+            assert torch.equal(a[key]["teacher_cache"], b[key]["teacher_cache"])
         else:
-            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+            assert torch.equal(a[key], b[key]), key
 
 
 def test_resume_that_moves_the_stage_boundary_is_refused(d2s_runs, tmp_path):
@@ -208,7 +209,7 @@ Trainer(method, config, out).fit(load_split(root, "train").subset(48), None)
 def test_teacher_cache_and_stages_under_two_gloo_processes(synthetic, one_and_two_processes):
     """The stage-2 teacher cache is computed on shards and gathered: two processes cache what
     one process caches, and train the same losses on the same global batches."""
-    folders = one_and_two_processes(DDP_D2S_SCRIPT, str(synthetic), port=29519)
+    folders = one_and_two_processes(DDP_D2S_SCRIPT, str(synthetic))
     one, two = (torch.load(folder / LAST_CHECKPOINT, weights_only=True) for folder in folders)
     cache_one = one["method"]["_extra_state"]["teacher_cache"]
     cache_two = two["method"]["_extra_state"]["teacher_cache"]
