@@ -27,7 +27,15 @@ mid-epoch checkpoint (``checkpoint_every``) ends with the weights of an uninterr
 A run folder holds ``config.json`` (model, method and training settings), ``checkpoint_last.pt``
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
 rSum), ``history.json`` and ``train.log``. Tensors are always read back with
-``weights_only=True``.
+``weights_only=True``. A run that starts from trained weights (``--pretrained RUN_FOLDER`` or
+a weights file; ``TrainConfig.evaluate_start``) validates them first, as epoch 0, and
+``model_best.pt`` holds them until an epoch beats their rSum: selection never returns worse
+than the start (``history.json`` says which was kept).
+
+:meth:`Trainer.fit` reads as its parts: ``_setup`` (run folder, loaders, optimiser,
+schedule), ``_resume``, ``_select_start``, then per epoch ``_train_epoch`` (its steps,
+``_train_step``, and mid-epoch checkpoints) and ``_end_epoch`` (hook, record, validation,
+selection, checkpoints), and ``_restore_best``.
 
 References
 ----------
