@@ -104,7 +104,6 @@ def synthetic(tmp_path_factory):
 
 def _karpathy(folder: Path, images: list) -> Path:
     import json
-import math
 
     from PIL import Image
 
