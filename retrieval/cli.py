@@ -213,9 +213,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer.fit(train_split, val_split, resume=not args.restart)
     if trainer.history_:
         print(f"trained {args.method} for {config.epochs} epochs; best validation rSum "
-              f"{trainer.best_rsum_:.2f} at epoch {trainer.best_epoch_ + 1}; run saved to "
+              f"{trainer.best_rsum_:.2f} at {_best_epoch_words(trainer)}; run saved to "
               f"{args.output}")
     return 0
+
+
+def _best_epoch_words(trainer) -> str:
+    if trainer.best_epoch_ < 0:
+        return "epoch 0 (the start, kept: no epoch beat it)"
+    return f"epoch {trainer.best_epoch_ + 1}"
 
 
 def _learning_rates(args: argparse.Namespace, method_class) -> tuple[float, float]:
@@ -280,7 +286,7 @@ def _train_on_features(args: argparse.Namespace, train_split) -> int:
         raise
     if trainer.history_:
         print(f"trained the feature form of {args.method} for {config.epochs} epochs; best "
-              f"validation rSum {trainer.best_rsum_:.2f} at epoch {trainer.best_epoch_ + 1}; "
+              f"validation rSum {trainer.best_rsum_:.2f} at {_best_epoch_words(trainer)}; "
               f"run saved to {args.output}")
     return 0
 

@@ -146,6 +146,15 @@ def soft_margin_triplet(scores: torch.Tensor, image_ids: torch.Tensor, soft_labe
                          f"{tuple(soft_labels.shape)}")
     if torch.any((soft_labels < 0) | (soft_labels > 1)):
         raise ValueError("soft_labels must lie in [0, 1]")
-    margins = margin * (torch.pow(10.0, soft_labels) - 1.0) / 9.0
-    return hinge_triplet(scores, image_ids, text_image_ids, margin=margins, hardest=True,
-                         exclude=exclude)
+    return hinge_triplet(scores, image_ids, text_image_ids,
+                         margin=soft_margins(soft_labels, margin), hardest=True, exclude=exclude)
+
+
+def soft_margins(soft_labels: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+    """Per-pair margins ``margin (10^y - 1) / 9`` of soft labels ``y`` in ``[0, 1]``.
+
+    Not checked (that would read the labels back from the device): a training loop whose
+    labels are in range by construction passes these to :func:`hinge_triplet`;
+    :func:`soft_margin_triplet` checks them first.
+    """
+    return margin * (torch.pow(10.0, soft_labels) - 1.0) / 9.0

@@ -27,7 +27,15 @@ mid-epoch checkpoint (``checkpoint_every``) ends with the weights of an uninterr
 A run folder holds ``config.json`` (model, method and training settings), ``checkpoint_last.pt``
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
 rSum), ``history.json`` and ``train.log``. Tensors are always read back with
-``weights_only=True``.
+``weights_only=True``. A run that starts from trained weights (``--pretrained RUN_FOLDER`` or
+a weights file; ``TrainConfig.evaluate_start``) validates them first, as epoch 0, and
+``model_best.pt`` holds them until an epoch beats their rSum: selection never returns worse
+than the start (``history.json`` says which was kept).
+
+:meth:`Trainer.fit` reads as its parts: ``_setup`` (run folder, loaders, optimiser,
+schedule), ``_resume``, ``_select_start``, then per epoch ``_train_epoch`` (its steps,
+``_train_step``, and mid-epoch checkpoints) and ``_end_epoch`` (hook, record, validation,
+selection, checkpoints), and ``_restore_best``.
 
 References
 ----------
@@ -141,6 +149,12 @@ class TrainConfig:
         Also write ``checkpoint_last.pt`` every this many training steps inside an epoch, so
         that a pre-empted COCO epoch (thousands of steps) resumes where it stopped, with the
         same result as an uninterrupted run. None or 0: at epoch ends only.
+    evaluate_start : bool or None, default=None
+        Validate the starting weights before training (reported as epoch 0) and keep them
+        as ``model_best.pt`` unless an epoch beats their validation rSum, so that selection
+        never returns worse than the start. None: when the backbone starts from trained
+        weights in a file (``--pretrained RUN_FOLDER`` or a checkpoint file), not from an
+        open_clip tag or random weights. Needs a validation split.
     """
 
     epochs: int = 5
@@ -161,6 +175,7 @@ class TrainConfig:
     verbose: bool = True
     log_every: int = 50
     checkpoint_every: int | None = 1000
+    evaluate_start: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -196,22 +211,69 @@ class _TrainingStep(torch.nn.Module):
 
 
 
+@dataclass
+class _Fit:
+    """What one call of :meth:`Trainer.fit` trains with (made by ``Trainer._setup``) and where
+    it stands."""
+
+    context: DistributedContext
+    method: RetrievalMethod
+    train_split: Any  # what the method sees: without the clean pairing
+    truth_split: Any  # with it, for the analysis only
+    val_split: Any
+    loaders: list[tuple[EpochSampler, DataLoader]]  # one per epoch
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: Any
+    scaler: Any
+    gather: Any
+    broadcast: Any
+    make_loader: Any
+    workers: int
+    resuming: bool
+    step_module: torch.nn.Module | None = None
+    trainable: list[torch.nn.Parameter] = field(default_factory=list)
+    start_epoch: int = 0
+    partial: dict[str, Any] | None = None  # the mid-epoch position to continue from
+    global_step: int = 0
+
+
+@dataclass
+class _EpochProgress:
+    """One epoch under way: its steps done, running sums (on the device) and log."""
+
+    epoch: int
+    steps_per_epoch: int
+    bad_losses: torch.Tensor
+    step: int = 0
+    log: dict[str, Any] = field(default_factory=dict)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    skipped_updates: int = 0
+    elapsed_before: float = 0.0  # training seconds before a resume
+    started: float = 0.0
+    stopped: bool = False
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+
 def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
     # Running sums stay on the device: reading them back each step would stall the GPU.
     value = value.detach().to(torch.float64)
     sums[key] = sums[key] + value if key in sums else value.clone()
 
 
-def _epoch_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
-    """The epoch's ``train_*`` means: losses per step, the gradient norm per applied update,
-    and the count of updates the fp16 scaler skipped (only when there were some)."""
+def _epoch_means(sums: dict[str, torch.Tensor], steps: int, skipped: int = 0
+                 ) -> dict[str, float]:
+    """The epoch's ``train_*`` means: losses per step, the gradient norm per applied update
+    (``nan`` when the fp16 scaler skipped them all), and the count of skipped updates (only
+    when there were some)."""
     sums = {key: float(value) for key, value in sums.items()}
-    applied = sums.pop("applied_updates", float(steps))
     record = {f"train_{key}": value / max(1, steps) for key, value in sums.items()}
-    if "grad_norm" in sums:
-        record["train_grad_norm"] = sums["grad_norm"] / applied if applied else float("nan")
-    if applied < steps:
-        record["train_skipped_updates"] = int(steps - applied)
+    applied = steps - skipped
+    record["train_grad_norm"] = sums.get("grad_norm", 0.0) / applied if applied else float("nan")
+    if skipped:
+        record["train_skipped_updates"] = int(skipped)
     return record
 
 
@@ -244,6 +306,10 @@ class Trainer:
     best_rsum_ : float
         Best validation rSum (``nan`` without a validation split).
     best_epoch_ : int
+        Index of the best epoch (0 = the first); -1 for the start when it was evaluated
+        (``evaluate_start``) and no epoch beat it, or before any epoch.
+    start_ : dict or None
+        Validation metrics of the starting weights (``val_*``), when evaluated.
     """
 
     def __init__(self, method: RetrievalMethod, config: TrainConfig, output_dir: str |
@@ -255,6 +321,7 @@ class Trainer:
         self.history_: list[dict[str, Any]] = []
         self.best_rsum_ = float("nan")
         self.best_epoch_ = -1
+        self.start_: dict[str, Any] | None = None
         self._train_set: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -384,8 +451,36 @@ class Trainer:
 
     def _fit(self, context: DistributedContext, train_split, val_split, *, resume: bool,
              stop_after_epoch: int | None, stop_after_step: int | None) -> "Trainer":
-        from tqdm.auto import tqdm
+        cfg = self.config
+        fit = self._setup(context, train_split, val_split, resume=resume)
+        if fit.resuming:
+            self._resume(fit)
+        self._wrap_training_step(fit)
+        if val_split is None:
+            if context.is_main and fit.start_epoch < cfg.epochs:
+                logger.warning("no validation split: the last epoch is kept (no selection)")
+        elif fit.start_epoch == 0 and fit.partial is None and self._evaluates_start():
+            self._select_start(fit)
+        end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs,
+                                                                     stop_after_epoch)
+        fit.global_step = sum(len(loader) for _, loader in fit.loaders[:fit.start_epoch]) + (
+            fit.partial["steps"] if fit.partial else 0)
+        if stop_after_step is not None and fit.global_step >= stop_after_step:
+            return self
+        for epoch in range(fit.start_epoch, end_epoch):
+            progress = self._train_epoch(fit, epoch, stop_after_step)
+            if progress.stopped and progress.step < progress.steps_per_epoch:
+                return self  # stopped inside the epoch: its checkpoint is written
+            self._end_epoch(fit, progress)
+            if progress.stopped:
+                break
+        self._restore_best(fit)
+        return self
 
+    # ------------------------------------------------------------------ setup
+    def _setup(self, context: DistributedContext, train_split, val_split, *,
+               resume: bool) -> _Fit:
+        """The run folder, the loaders of every epoch, the optimiser, the schedule."""
         cfg = self.config
         device = context.device
         seed_everything(cfg.seed + context.rank)
@@ -395,16 +490,8 @@ class Trainer:
         # Methods see the training pairs only; the clean pairing of a noisy split stays on the
         # data side, for the analysis of their predicted clean subsets.
         truth_split, train_split = train_split, without_ground_truth(train_split)
-        last_path = self.output_dir / LAST_CHECKPOINT
-        resuming = resume and last_path.is_file()
-        if context.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            if resuming:
-                self._check_resumable()
-            else:
-                self._clear_run_folder()
-            self._write_config()
-        context.barrier()
+        resuming = resume and (self.output_dir / LAST_CHECKPOINT).is_file()
+        self._prepare_run_folder(context, resuming)
         # Feature forms (precomputed features) have no backbone: no images to transform,
         # no captions to tokenise.
         backbone = getattr(method, "backbone", None)
@@ -418,11 +505,51 @@ class Trainer:
         if cfg.batch_size % context.world_size:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
                              f"{context.world_size} processes")
-        local_batch = cfg.batch_size // context.world_size
         workers = resolve_workers(cfg.num_workers, context.world_size)
-        # The method decides what one training item is, per epoch (a caption pair by
-        # default; D2S trains on one item per image in its first stage). The same dataset
-        # object on several epochs shares one loader.
+        loaders = self._epoch_loaders(method, train_split, transform, tokenizer, context,
+                                      workers)
+        optimizer = torch.optim.AdamW(
+            method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
+        autocast, scaler = self._autocast(device)
+
+        def make_loader(dataset=None, batch_size=None, collate_fn=None, *, epoch=0):
+            # In dataset order, without augmentation, each process its own shard.
+            if dataset is None:
+                dataset = method.training_dataset(train_split, eval_transform, tokenizer,
+                                                  epoch=epoch, epochs=cfg.epochs)
+                collate_fn = collate_fn or method.collate
+            shard = DistributedSampler(dataset, num_replicas=context.world_size,
+                                       rank=context.rank, shuffle=False, drop_last=False) \
+                if context.distributed else None
+            return DataLoader(dataset, batch_size=batch_size or cfg.eval_batch_size,
+                              sampler=shard, shuffle=False, num_workers=workers,
+                              collate_fn=collate_fn, pin_memory=device.type == "cuda")
+
+        return _Fit(context=context, method=method, train_split=train_split,
+                    truth_split=truth_split, val_split=val_split, loaders=loaders,
+                    optimizer=optimizer, scheduler=self._schedule(method, optimizer, loaders),
+                    autocast=autocast, scaler=scaler, gather=make_gather(context),
+                    broadcast=make_broadcast(context), make_loader=make_loader,
+                    workers=workers, resuming=resuming)
+
+    def _prepare_run_folder(self, context: DistributedContext, resuming: bool) -> None:
+        if context.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if resuming:
+                self._check_resumable()
+            else:
+                self._clear_run_folder()
+            self._write_config()
+        context.barrier()
+
+    def _epoch_loaders(self, method: RetrievalMethod, train_split, transform, tokenizer,
+                       context: DistributedContext, workers: int
+                       ) -> list[tuple[EpochSampler, DataLoader]]:
+        """The sampler and loader of every epoch. The method decides what one training item
+        is, per epoch (a caption pair by default; D2S trains on one item per image in its
+        first stage); the same dataset object on several epochs shares one loader."""
+        cfg = self.config
+        local_batch = cfg.batch_size // context.world_size
         loaders: dict[int, tuple[EpochSampler, DataLoader]] = {}
         epoch_loaders = []
         for epoch in range(cfg.epochs):
@@ -439,232 +566,294 @@ class Trainer:
                 loaders[id(dataset)] = (sampler, DataLoader(
                     SeededItems(dataset), batch_size=local_batch, sampler=sampler,
                     num_workers=workers, drop_last=True, collate_fn=method.collate,
-                    pin_memory=device.type == "cuda"))
+                    pin_memory=context.device.type == "cuda"))
             epoch_loaders.append(loaders[id(dataset)])
-        optimizer = torch.optim.AdamW(
-            method.parameter_groups(cfg.lr_backbone, cfg.lr_new, cfg.weight_decay))
+        return epoch_loaders
+
+    def _schedule(self, method: RetrievalMethod, optimizer: torch.optim.Optimizer,
+                  loaders: list[tuple[EpochSampler, DataLoader]]):
+        """Warm-up then cosine decay, restarted at each of the method's training phases."""
+        cfg = self.config
         phases = method.training_phases(cfg.epochs)
         if sum(phases) != cfg.epochs or min(phases) < 1:
             raise ValueError(f"{method.name}.training_phases({cfg.epochs}) returned "
                              f"{phases}: positive epoch counts summing to {cfg.epochs}")
         ends = np.cumsum(phases)
-        phase_steps = [sum(len(loader) for _, loader in epoch_loaders[a:b])
+        phase_steps = [sum(len(loader) for _, loader in loaders[a:b])
                        for a, b in zip([0, *ends[:-1]], ends)]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
+        return torch.optim.lr_scheduler.LambdaLR(
             optimizer, phased_warmup_cosine(phase_steps, cfg.warmup_fraction))
-        autocast, scaler = self._autocast(device)
-        gather = make_gather(context)
 
-        def make_loader(dataset=None, batch_size=None, collate_fn=None, *, epoch=0):
-            # In dataset order, without augmentation, each process its own shard.
-            if dataset is None:
-                dataset = method.training_dataset(train_split, eval_transform, tokenizer,
-                                                  epoch=epoch, epochs=cfg.epochs)
-                collate_fn = collate_fn or method.collate
-            shard = DistributedSampler(dataset, num_replicas=context.world_size,
-                                       rank=context.rank, shuffle=False, drop_last=False) \
-                if context.distributed else None
-            return DataLoader(dataset, batch_size=batch_size or cfg.eval_batch_size,
-                              sampler=shard, shuffle=False, num_workers=workers,
-                              collate_fn=collate_fn, pin_memory=device.type == "cuda")
+    def _epoch_context(self, fit: _Fit, epoch: int, epoch_log: dict[str, Any]) -> EpochContext:
+        context = fit.context
+        return EpochContext(
+            epoch=epoch, epochs=self.config.epochs, train_split=fit.train_split,
+            device=context.device, autocast=lambda: self._autocast_context(context.device),
+            gather=fit.gather, rank=context.rank, world_size=context.world_size,
+            make_loader=functools.partial(fit.make_loader, epoch=epoch),
+            verbose=self.config.verbose and context.is_main, broadcast=fit.broadcast,
+            log=epoch_log, report_clean_split=functools.partial(
+                correspondence_analysis, fit.truth_split, epoch_log))
 
-        broadcast = make_broadcast(context)
-
-        def epoch_context(epoch: int, epoch_log: dict[str, Any]) -> EpochContext:
-            return EpochContext(
-                epoch=epoch, epochs=cfg.epochs, train_split=train_split, device=device,
-                autocast=lambda: self._autocast_context(device), gather=gather,
-                rank=context.rank, world_size=context.world_size,
-                make_loader=functools.partial(make_loader, epoch=epoch),
-                verbose=cfg.verbose and context.is_main, broadcast=broadcast,
-                log=epoch_log, report_clean_split=functools.partial(
-                    correspondence_analysis, truth_split, epoch_log))
-
-        start_epoch, partial = 0, None
-        if resuming:
-            state = load_checkpoint_file(last_path)
-            missing = [k for k in ("method", "optimizer", "scheduler", "epoch", "history",
-                                   "best_rsum", "best_epoch") if k not in state]
-            if missing:
-                raise CheckpointError(f"{last_path} lacks {missing}: not a checkpoint of "
-                                      "this trainer; restart the run (resume=False)")
-            load_method_state(method, state["method"], source=str(last_path))
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            start_epoch = int(state["epoch"]) + 1
-            self.history_ = json.loads(state["history"])
-            self.best_rsum_ = float(state["best_rsum"])
-            self.best_epoch_ = int(state["best_epoch"])
-            if state.get("partial"):
-                partial = json.loads(state["partial"])
-                if partial["epoch"] != start_epoch:
-                    raise CheckpointError(f"{last_path}: a mid-epoch state of epoch "
-                                          f"{partial['epoch']} after epoch {start_epoch - 1}")
-            logger.info("resumed %s at epoch %d%s", last_path, start_epoch,
-                        f", step {partial['steps']}" if partial else "")
-
+    def _wrap_training_step(self, fit: _Fit) -> None:
         # DistributedDataParallel reduces gradients in buckets while the backward pass runs.
         # Its forward is the method's training step; parameters no process used in a step
         # (D2S's decoder in stage 1) keep no gradient, as in one process, so AdamW leaves
         # them alone. Wrapping also broadcasts rank 0's weights (after the resume) to all.
-        step_module = _TrainingStep(method, gather)
-        if context.distributed:
-            step_module = DistributedDataParallel(
-                step_module, device_ids=[device.index] if device.type == "cuda" else None,
+        device = fit.context.device
+        fit.step_module = _TrainingStep(fit.method, fit.gather)
+        if fit.context.distributed:
+            fit.step_module = DistributedDataParallel(
+                fit.step_module, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=True, broadcast_buffers=False)
-        trainable = [p for p in method.parameters() if p.requires_grad]
+        fit.trainable = [p for p in fit.method.parameters() if p.requires_grad]
 
-        if val_split is None and context.is_main and start_epoch < cfg.epochs:
-            logger.warning("no validation split: the last epoch is kept (no selection)")
-        end_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs,
-                                                                     stop_after_epoch)
-        global_step = sum(len(loader) for _, loader in epoch_loaders[:start_epoch]) + (
-            partial["steps"] if partial else 0)
+    # ------------------------------------------------------------------ resume
+    def _resume(self, fit: _Fit) -> None:
+        """Load ``checkpoint_last.pt``: weights, optimiser, schedule, scaler, history, and the
+        position (an epoch boundary, or a step inside an epoch)."""
+        last_path = self.output_dir / LAST_CHECKPOINT
+        state = load_checkpoint_file(last_path)
+        missing = [k for k in ("method", "optimizer", "scheduler", "epoch", "history",
+                               "best_rsum", "best_epoch") if k not in state]
+        if missing:
+            raise CheckpointError(f"{last_path} lacks {missing}: not a checkpoint of "
+                                  "this trainer; restart the run (resume=False)")
+        load_method_state(fit.method, state["method"], source=str(last_path))
+        fit.optimizer.load_state_dict(state["optimizer"])
+        fit.scheduler.load_state_dict(state["scheduler"])
+        if fit.scaler is not None and state.get("scaler"):
+            fit.scaler.load_state_dict(state["scaler"])
+        fit.start_epoch = int(state["epoch"]) + 1
+        self.history_ = json.loads(state["history"])
+        self.start_ = json.loads(state["start"]) if state.get("start") else None
+        self.best_rsum_ = float(state["best_rsum"])
+        self.best_epoch_ = int(state["best_epoch"])
+        if state.get("partial"):
+            fit.partial = json.loads(state["partial"])
+            if fit.partial["epoch"] != fit.start_epoch:
+                raise CheckpointError(f"{last_path}: a mid-epoch state of epoch "
+                                      f"{fit.partial['epoch']} after epoch "
+                                      f"{fit.start_epoch - 1}")
+        logger.info("resumed %s at epoch %d%s", last_path, fit.start_epoch,
+                    f", step {fit.partial['steps']}" if fit.partial else "")
+
+    # ------------------------------------------------------------------ the start
+    def _evaluates_start(self) -> bool:
+        if self.config.evaluate_start is not None:
+            return self.config.evaluate_start
+        # Trained weights (a run folder's or a checkpoint file's) are a start worth keeping;
+        # random weights and features' adapters are not.
+        backbone = getattr(self.method, "backbone", None)
+        pretrained = getattr(backbone, "pretrained", None)
+        return pretrained is not None and Path(pretrained).is_file()
+
+    def _select_start(self, fit: _Fit) -> None:
+        """Validate the starting weights (epoch 0) and keep them as ``model_best.pt``: an
+        epoch replaces them only by beating their validation rSum."""
+        if fit.context.is_main:
+            metrics = self._validate(fit)
+            self.start_ = {"epoch": -1, **{f"val_{k}": v for k, v in metrics.items()}}
+            self.best_rsum_, self.best_epoch_ = float(metrics["rsum"]), -1
+            save_atomically(cpu_state_dict(fit.method), self.output_dir / BEST_WEIGHTS)
+            logger.info("start (epoch 0, before training): val_rsum=%.4g", metrics["rsum"])
+        fit.context.barrier()
+
+    def _validate(self, fit: _Fit) -> dict[str, float]:
+        cfg = self.config
+        return evaluate_split(fit.method, fit.val_split, batch_size=cfg.eval_batch_size,
+                              verbose=False, max_images=cfg.val_max_images,
+                              amp="off" if self._amp_dtype(fit.context.device) is None
+                              else cfg.amp, num_workers=fit.workers)
+
+    # ------------------------------------------------------------------ epoch
+    def _begin_epoch(self, fit: _Fit, epoch: int) -> _EpochProgress:
+        """Start epoch ``epoch``, or continue it from the mid-epoch checkpoint."""
+        cfg, context, method = self.config, fit.context, fit.method
+        sampler, _ = fit.loaders[epoch]
+        method.train()
+        if fit.partial is not None:
+            # Continue a pre-empted epoch: the hooks' state (subsets, caches) came back
+            # with the weights; every step reseeds its own random stream (step_seed).
+            partial, fit.partial = fit.partial, None
+            sums = dict(partial["sums"])
+            # (Checkpoints written before skipped updates were counted on the host kept the
+            # count of applied ones among the sums.)
+            applied = sums.pop("applied_updates", None)
+            skipped = partial.get("skipped_updates",
+                                  0 if applied is None else round(partial["steps"] - applied))
+            progress = _EpochProgress(
+                epoch=epoch, steps_per_epoch=sampler.batches_per_epoch,
+                step=int(partial["steps"]), log=dict(partial["log"]),
+                sums={k: torch.tensor(v, device=context.device, dtype=torch.float64)
+                      for k, v in sums.items()},
+                skipped_updates=int(skipped), elapsed_before=float(partial["train_time_s"]),
+                bad_losses=torch.zeros((), device=context.device))
+            method.resume_epoch(epoch, self._epoch_context(fit, epoch, progress.log))
+        else:
+            progress = _EpochProgress(epoch=epoch, steps_per_epoch=sampler.batches_per_epoch,
+                                      bad_losses=torch.zeros((), device=context.device))
+            # Per-epoch seeding makes a resumed run draw the same random numbers.
+            torch.manual_seed(int(np.random.SeedSequence(
+                [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
+            method.on_epoch_start(epoch, self._epoch_context(fit, epoch, progress.log))
+        sampler.set_epoch(epoch, first_batch=progress.step)
+        progress.started = time.perf_counter()
+        return progress
+
+    def _train_epoch(self, fit: _Fit, epoch: int, stop_after_step: int | None
+                     ) -> _EpochProgress:
+        """The epoch's steps, until its end or ``stop_after_step`` (a mid-epoch checkpoint
+        is then written)."""
+        from tqdm.auto import tqdm
+
+        cfg, context = self.config, fit.context
+        progress = self._begin_epoch(fit, epoch)
+        _, loader = fit.loaders[epoch]
         log_every = max(1, int(cfg.log_every))
-        if stop_after_step is not None and global_step >= stop_after_step:
-            return self
-        stopped = False
-        for epoch in range(start_epoch, end_epoch):
-            sampler, loader = epoch_loaders[epoch]
-            steps_per_epoch = sampler.batches_per_epoch
-            method.train()
-            if partial is not None:
-                # Continue a pre-empted epoch: the hooks' state (subsets, caches) came back
-                # with the weights; every step reseeds its own random stream (step_seed).
-                first_step, epoch_log = int(partial["steps"]), dict(partial["log"])
-                sums = {k: torch.tensor(v, device=device, dtype=torch.float64)
-                        for k, v in partial["sums"].items()}
-                elapsed_before = float(partial["train_time_s"])
-                method.resume_epoch(epoch, epoch_context(epoch, epoch_log))
-                partial = None
-            else:
-                first_step, epoch_log, sums, elapsed_before = 0, {}, {}, 0.0
-                # Per-epoch seeding makes a resumed run draw the same random numbers.
-                torch.manual_seed(int(np.random.SeedSequence(
-                    [cfg.seed, epoch, context.rank]).generate_state(1)[0]))
-                method.on_epoch_start(epoch, epoch_context(epoch, epoch_log))
-            sampler.set_epoch(epoch, first_batch=first_step)
-            started = time.perf_counter()
-            bad_losses = torch.zeros((), device=device)
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first_step,
-                       total=steps_per_epoch, disable=not (cfg.verbose and context.is_main),
-                       leave=False)
-            step = first_step
-            for batch in bar:
-                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in batch.items()}
-                torch.manual_seed(step_seed(cfg.seed, epoch, context.rank, step))
-                with autocast:
-                    losses = step_module(batch, epoch)
-                loss = losses["loss"]
-                bad_losses += (~torch.isfinite(loss.detach())).float()
-                optimizer.zero_grad(set_to_none=True)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    trainable, cfg.grad_clip if cfg.grad_clip else float("inf"))
-                if scaler is not None:
-                    # GradScaler skips the update when it finds inf/nan gradients and lowers
-                    # its scale; the schedule counts only the updates that happened. (The
-                    # scaler reads its found-inf flag on the host itself: fp16 syncs anyway.)
-                    scale_before = scaler.get_scale()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if scaler.get_scale() >= scale_before:
-                        scheduler.step()
-                else:
-                    optimizer.step()
-                    scheduler.step()
-                # A step the fp16 scaler skipped has an infinite norm and changed nothing: the
-                # epoch's mean norm is over the applied updates (counted on the device).
-                applied = torch.isfinite(grad_norm)
-                _accumulate(sums, "grad_norm", torch.where(applied, grad_norm, 0.0))
-                _accumulate(sums, "applied_updates", applied)
-                for key, value in losses.items():
-                    _accumulate(sums, key, value)
-                step += 1
-                global_step += 1
-                if step % log_every == 0 or step == steps_per_epoch:
-                    # The only host synchronisation of the loop: every log_every steps.
-                    _raise_if_non_finite(bad_losses, epoch, step)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-                stopped = stop_after_step is not None and global_step >= stop_after_step
-                if step < steps_per_epoch and (stopped or (
-                        cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0)):
-                    _raise_if_non_finite(bad_losses, epoch, step)
-                    if context.is_main:
-                        self._save_last(method, optimizer, scheduler, scaler, epoch - 1,
-                                        partial={
-                                            "epoch": epoch, "steps": step, "log": epoch_log,
-                                            "sums": {k: float(v) for k, v in sums.items()},
-                                            "train_time_s": elapsed_before
-                                            + time.perf_counter() - started})
-                    context.barrier()
-                if stopped:
-                    break
-            bar.close()
-            if stopped and step < steps_per_epoch:
-                return self
-            _raise_if_non_finite(bad_losses, epoch, step)
-            method.on_epoch_end(epoch, epoch_context(epoch, epoch_log))
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                **_epoch_means(sums, steps_per_epoch),
-                **epoch_log,
-                "train_time_s": elapsed_before + time.perf_counter() - started,
-                **{f"lr_{group['name']}": group["lr"] for group in optimizer.param_groups
-                   if not group["name"].endswith("_no_decay")},
-            }
-            if context.is_main:
-                if val_split is not None:
-                    metrics = evaluate_split(method, val_split,
-                                             batch_size=cfg.eval_batch_size,
-                                             verbose=False, max_images=cfg.val_max_images,
-                                             amp="off" if self._amp_dtype(device) is None
-                                             else cfg.amp, num_workers=workers)
-                    record.update({f"val_{k}": v for k, v in metrics.items()})
-                    improved = not (metrics["rsum"] <= self.best_rsum_)
-                else:
-                    improved = True
-                if improved:
-                    self.best_rsum_ = float(record.get("val_rsum", float("nan")))
-                    self.best_epoch_ = epoch
-                    save_atomically(cpu_state_dict(method), self.output_dir / BEST_WEIGHTS)
-                self.history_.append(record)
-                self._save_last(method, optimizer, scheduler, scaler, epoch)
-                logger.info("epoch %d: %s", epoch, ", ".join(
-                    f"{k}={v:.4g}" for k, v in record.items()
-                    if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
-            context.barrier()
-            if stopped:
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=progress.step,
+                   total=progress.steps_per_epoch,
+                   disable=not (cfg.verbose and context.is_main), leave=False)
+        for batch in bar:
+            loss = self._train_step(fit, progress, batch)
+            progress.step += 1
+            fit.global_step += 1
+            if progress.step % log_every == 0 or progress.step == progress.steps_per_epoch:
+                # The only host synchronisation of the loop: every log_every steps.
+                _raise_if_non_finite(progress.bad_losses, epoch, progress.step)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            progress.stopped = (stop_after_step is not None
+                                and fit.global_step >= stop_after_step)
+            if progress.step < progress.steps_per_epoch and (progress.stopped or (
+                    cfg.checkpoint_every and fit.global_step % cfg.checkpoint_every == 0)):
+                self._save_mid_epoch(fit, progress)
+            if progress.stopped:
                 break
-        best_path = self.output_dir / BEST_WEIGHTS
-        if val_split is not None and best_path.is_file():
-            # Leave the method as selected on validation, as load_run(...) would rebuild it.
-            load_method_state(method, load_checkpoint_file(best_path), source=str(best_path))
-        return self
+        bar.close()
+        return progress
 
-    def _save_last(self, method, optimizer, scheduler, scaler, epoch: int, *,
+    def _train_step(self, fit: _Fit, progress: _EpochProgress, batch: dict[str, Any]
+                    ) -> torch.Tensor:
+        """One optimiser update; the step's losses and gradient norm are summed on the
+        device (nothing is read back here)."""
+        cfg, device = self.config, fit.context.device
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}
+        torch.manual_seed(step_seed(cfg.seed, progress.epoch, fit.context.rank, progress.step))
+        with fit.autocast:
+            losses = fit.step_module(batch, progress.epoch)
+        loss = losses["loss"]
+        progress.bad_losses += (~torch.isfinite(loss.detach())).float()
+        optimizer, scaler = fit.optimizer, fit.scaler
+        optimizer.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            fit.trainable, cfg.grad_clip if cfg.grad_clip else float("inf"))
+        applied = True
+        if scaler is not None:
+            # GradScaler skips the update when it finds inf/nan gradients and lowers its
+            # scale; the schedule counts only the updates that happened. (The scaler reads
+            # its found-inf flag on the host itself: fp16 syncs anyway.)
+            scale_before = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+            applied = scaler.get_scale() >= scale_before
+        else:
+            optimizer.step()
+        if applied:
+            fit.scheduler.step()
+            # The epoch's mean norm is over the applied updates: a skipped step's norm
+            # (infinite, from the overflow) changed nothing; it is counted as skipped.
+            _accumulate(progress.sums, "grad_norm", grad_norm)
+        else:
+            progress.skipped_updates += 1
+        for key, value in losses.items():
+            _accumulate(progress.sums, key, value)
+        return loss
+
+    def _save_mid_epoch(self, fit: _Fit, progress: _EpochProgress) -> None:
+        _raise_if_non_finite(progress.bad_losses, progress.epoch, progress.step)
+        if fit.context.is_main:
+            self._save_last(fit, progress.epoch - 1, partial={
+                "epoch": progress.epoch, "steps": progress.step, "log": progress.log,
+                "sums": {k: float(v) for k, v in progress.sums.items()},
+                "skipped_updates": progress.skipped_updates,
+                "train_time_s": progress.elapsed()})
+        fit.context.barrier()
+
+    # ------------------------------------------------------------------ end of epoch
+    def _end_epoch(self, fit: _Fit, progress: _EpochProgress) -> None:
+        """The epoch's hook, its record, validation, selection and checkpoints."""
+        epoch, context = progress.epoch, fit.context
+        _raise_if_non_finite(progress.bad_losses, epoch, progress.step)
+        fit.method.on_epoch_end(epoch, self._epoch_context(fit, epoch, progress.log))
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            **_epoch_means(progress.sums, progress.steps_per_epoch, progress.skipped_updates),
+            **progress.log,
+            "train_time_s": progress.elapsed(),
+            **{f"lr_{group['name']}": group["lr"] for group in fit.optimizer.param_groups
+               if not group["name"].endswith("_no_decay")},
+        }
+        if context.is_main:
+            if fit.val_split is not None:
+                metrics = self._validate(fit)
+                record.update({f"val_{k}": v for k, v in metrics.items()})
+                improved = not (metrics["rsum"] <= self.best_rsum_)
+            else:
+                improved = True
+            if improved:
+                self.best_rsum_ = float(record.get("val_rsum", float("nan")))
+                self.best_epoch_ = epoch
+                save_atomically(cpu_state_dict(fit.method), self.output_dir / BEST_WEIGHTS)
+            self.history_.append(record)
+            self._save_last(fit, epoch)
+            logger.info("epoch %d: %s", epoch, ", ".join(
+                f"{k}={v:.4g}" for k, v in record.items()
+                if isinstance(v, float) and (k.startswith("train_") or k == "val_rsum")))
+        context.barrier()
+
+    def _restore_best(self, fit: _Fit) -> None:
+        best_path = self.output_dir / BEST_WEIGHTS
+        if fit.val_split is None or not best_path.is_file():
+            return
+        if fit.context.is_main:
+            logger.info("model_best.pt holds %s", self._kept())
+        # Leave the method as selected on validation, as load_run(...) would rebuild it.
+        load_method_state(fit.method, load_checkpoint_file(best_path), source=str(best_path))
+
+    def _kept(self) -> str:
+        """Which weights ``model_best.pt`` holds, in words (for the log)."""
+        if self.best_epoch_ < 0 and self.start_ is not None:
+            return (f"the start (epoch 0, before training; validation rSum "
+                    f"{self.best_rsum_:.2f}): no epoch beat it")
+        start = "" if self.start_ is None else \
+            f"; the start had {self.start_['val_rsum']:.2f}"
+        return (f"epoch {self.best_epoch_ + 1} of {self.config.epochs} (validation rSum "
+                f"{self.best_rsum_:.2f}{start})")
+
+    def _save_last(self, fit: _Fit, epoch: int, *,
                    partial: dict[str, Any] | None = None) -> None:
         """Write ``checkpoint_last.pt``: after epoch ``epoch``, plus a mid-epoch position
         (``partial``: the epoch in progress, its steps done, running sums and log)."""
         state = {
-            "method": cpu_state_dict(method),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
+            "method": cpu_state_dict(fit.method),
+            "optimizer": fit.optimizer.state_dict(),
+            "scheduler": fit.scheduler.state_dict(),
+            "scaler": fit.scaler.state_dict() if fit.scaler is not None else {},
             "epoch": epoch,
             "best_rsum": self.best_rsum_,
             "best_epoch": self.best_epoch_,
             # JSON text keeps the history loadable under weights_only=True.
             "history": json.dumps(self.history_),
+            "start": json.dumps(self.start_) if self.start_ is not None else "",
             "partial": json.dumps(partial) if partial is not None else "",
         }
         save_atomically(state, self.output_dir / LAST_CHECKPOINT)
         save_atomically(json.dumps(
-            {"history": self.history_, "best_epoch": self.best_epoch_,
-             "best_val_rsum": self.best_rsum_}, indent=2), self.output_dir / HISTORY_FILE)
-
+            {"history": self.history_, "start": self.start_, "best_epoch": self.best_epoch_,
+             "kept": "start" if self.best_epoch_ < 0 and self.start_ is not None
+             else "epoch", "best_val_rsum": self.best_rsum_}, indent=2),
+            self.output_dir / HISTORY_FILE)

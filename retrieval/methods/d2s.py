@@ -81,6 +81,11 @@ def collate_dense(items: list[dict[str, Any]]) -> dict[str, Any]:
         dense[row, :count] = item["dense"]
         mask[row, :count] = True
     batch = {"dense": dense, "dense_mask": mask,
+             # The real chunks in one list and the row each belongs to, made here on the host
+             # so that the training step need not select them on the device (a boolean
+             # selection waits for the device to count them).
+             "dense_chunks": dense[mask],
+             "dense_owner": torch.arange(len(items))[:, None].expand_as(mask)[mask],
              "image_index": torch.as_tensor([item["image_index"] for item in items])}
     if "image" in items[0]:
         batch["image"] = torch.stack([item["image"] for item in items])
@@ -140,6 +145,10 @@ def enter_epoch_stage(planned_buffer: torch.Tensor, stage1_fraction: float, epoc
     return 1 if epoch < planned else 2
 
 
+def _read_stage_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+    module.stage_now = int(module.stage)
+
+
 def _tensor_digest(tensors) -> int:
     digest = hashlib.sha256()
     for tensor in tensors:
@@ -175,10 +184,18 @@ class DenseToSparseObjective:
         self.gamma = nn.Parameter(torch.zeros(()))
         # 1 or 2; a buffer, so a checkpoint says which stage its text embedding belongs to.
         self.register_buffer("stage", torch.tensor(1, dtype=torch.long))
+        # The same on the host, read by every step (reading the buffer would wait for the
+        # device); set with the buffer by ``_set_stage`` and after a state dict is loaded.
+        self.stage_now = 1
+        self.register_load_state_dict_post_hook(_read_stage_after_load)
         # Stage-1 epochs the run was planned with (-1: not started): a resume that would move
         # the stage boundary is refused.
         self.register_buffer("planned_stage1_epochs", torch.tensor(-1, dtype=torch.long))
         self.teacher_cache: torch.Tensor | None = None
+
+    def _set_stage(self, stage: int) -> None:
+        self.stage.fill_(stage)
+        self.stage_now = stage
 
     def _objective_config(self) -> dict[str, Any]:
         return {"stage1_fraction": self.stage1_fraction, "margin": self.margin,
@@ -215,8 +232,10 @@ class DenseToSparseObjective:
         hardest = not (self.sum_first_epoch and epoch == 0)
         matching = hinge_triplet(images.float() @ all_texts.float().t(), image_ids,
                                  margin=self.margin, hardest=hardest)
-        # Index on the host: only the batch's targets travel to the device.
-        target = self.teacher_cache[local_image_ids.cpu()].to(texts.device)
+        # The cache follows the batch to its device once, and is indexed there.
+        if self.teacher_cache.device != texts.device:
+            self.teacher_cache = self.teacher_cache.to(texts.device)
+        target = self.teacher_cache[local_image_ids]
         if self.distill == "cosine":
             distillation = (1 - (texts * target).sum(dim=-1)).mean()
         else:
@@ -382,12 +401,15 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
         """``g_dense(D)``: the normalised mean of the normalised chunk embeddings, ``(B, d)``."""
         return self._dense_embeddings(dense, mask)
 
-    def _dense_embeddings(self, dense: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        batch, chunks, length = dense.shape
-        flat = dense[mask]  # (total chunks, L)
-        embedded = F.normalize(self.backbone.encode_text(flat).float(), dim=-1)
-        summed = embedded.new_zeros(batch, embedded.shape[1])
-        owner = torch.arange(batch, device=dense.device)[:, None].expand(batch, chunks)[mask]
+    def _dense_embeddings(self, dense: torch.Tensor, mask: torch.Tensor,
+                          chunks: torch.Tensor | None = None,
+                          owner: torch.Tensor | None = None) -> torch.Tensor:
+        # ``chunks`` (total chunks, L) and ``owner`` (their rows): as collated, else selected.
+        if chunks is None or owner is None:
+            chunks = dense[mask]
+            owner = torch.arange(len(dense), device=dense.device)[:, None].expand_as(mask)[mask]
+        embedded = F.normalize(self.backbone.encode_text(chunks).float(), dim=-1)
+        summed = embedded.new_zeros(len(dense), embedded.shape[1])
         summed.index_add_(0, owner, embedded)
         return F.normalize(summed / mask.sum(dim=1, keepdim=True).clamp(min=1), dim=-1)
 
@@ -397,11 +419,11 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
             return
         if enter_epoch_stage(self.planned_stage1_epochs, self.stage1_fraction, epoch,
                              context.epochs) == 1:
-            self.stage.fill_(1)
+            self._set_stage(1)
             self.teacher_cache = None
             self.teacher_digest = None
             return
-        self.stage.fill_(2)
+        self._set_stage(2)
         if self.teacher_cache is not None:
             if len(self.teacher_cache) != context.train_split.n_images:
                 raise ValueError(
@@ -425,8 +447,9 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
         rows, indices = [], []
         with context.autocast():
             for batch in loader:
-                rows.append(self._dense_embeddings(batch["dense"].to(context.device),
-                                                   batch["dense_mask"].to(context.device)))
+                batch = {key: value.to(context.device) for key, value in batch.items()}
+                rows.append(self._dense_embeddings(batch["dense"], batch["dense_mask"],
+                                                   batch["dense_chunks"], batch["dense_owner"]))
                 indices.append(batch["image_index"].to(context.device))
         self.train(was_training)
         embeddings = context.gather(torch.cat(rows).float())
@@ -439,7 +462,7 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
     # ------------------------------------------------------------------ encoding
     def encode_texts(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Stage 1: CLIP's pooled caption vector; stage 2: ``normalize(g + gamma normalize(r))``."""
-        if int(self.stage) == 1:
+        if self.stage_now == 1:
             return F.normalize(self.backbone.encode_text(token_ids).float(), dim=-1)
         pooled, tokens, valid = self.backbone.text_tokens(token_ids)
         prompt = self.decoder(tokens, valid)
@@ -454,7 +477,9 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
         images = gather(self.encode_images(batch["image"]))
         image_ids = gather(batch["image_index"])
         if "dense" in batch:
-            dense = gather(self._dense_embeddings(batch["dense"], batch["dense_mask"]))
+            dense = gather(self._dense_embeddings(batch["dense"], batch["dense_mask"],
+                                                  batch.get("dense_chunks"),
+                                                  batch.get("dense_owner")))
             return self.dense_matching(images, dense, image_ids, epoch)
         texts = self.encode_texts(batch["text"])
         return self.sparse_losses(images, texts, gather(texts), image_ids,

@@ -153,10 +153,10 @@ class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
             return
         if enter_epoch_stage(self.planned_stage1_epochs, self.stage1_fraction, epoch,
                              context.epochs) == 1:
-            self.stage.fill_(1)
+            self._set_stage(1)
             self.teacher_cache = None
             return
-        self.stage.fill_(2)
+        self._set_stage(2)
         n_images = context.train_split.n_images
         if self.teacher_cache is not None:
             if len(self.teacher_cache) != n_images:
@@ -181,7 +181,7 @@ class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
                       ) -> torch.Tensor:
         """``normalize(a_T(g) + gamma normalize(r))`` (stage 2) or ``a_T(g)`` (stage 1)."""
         adapted = self.text_adapter(pooled.float())
-        if int(self.stage) == 1:
+        if self.stage_now == 1:
             return adapted
         prompt = self.decoder(tokens.float(), valid)
         return F.normalize(adapted + self.gamma * F.normalize(prompt, dim=-1), dim=-1)
@@ -189,7 +189,7 @@ class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
     def encode_text_features(self, split: Any, rows: np.ndarray) -> torch.Tensor:
         device = self.gamma.device
         pooled = _floats(split.txt_pooled[rows]).to(device)
-        if int(self.stage) == 1:
+        if self.stage_now == 1:
             return self.text_adapter(pooled)
         if split.txt_tokens is None or split.txt_len is None:
             raise ValueError(f"D2S stage 2 encodes captions from their token states; split "

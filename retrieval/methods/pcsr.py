@@ -57,7 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from retrieval.backbones import ClipBackbone
-from retrieval.losses import info_nce, soft_margin_triplet
+from retrieval.losses import hinge_triplet, info_nce, soft_margins
 from retrieval.methods.base import EpochContext, GatherFn, RetrievalMethod, register_method
 
 logger = logging.getLogger(__name__)
@@ -343,6 +343,13 @@ def weighted_info_nce(scores: torch.Tensor, weights: torch.Tensor, not_negative:
     return (weights * per_pair).sum() / weights.sum().clamp(min=1e-8)
 
 
+def _masked_mean(values: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    # The mean over the marked rows (0 when none is marked), without selecting them.
+    if rows is None:
+        return values.mean()
+    return torch.where(rows, values, 0.0).sum() / rows.sum().clamp(min=1)
+
+
 def _entropy(probabilities: torch.Tensor) -> torch.Tensor:
     return -(probabilities * probabilities.clamp(min=1e-12).log()).sum(dim=-1)
 
@@ -568,7 +575,7 @@ class PseudoLabelRefinement:
                                                  [epoch, n]).generate_state(1)[0]))
             clean_probability = torch.from_numpy(low_component_probability(losses, seed=epoch))
             if self.has_bank[n]:
-                offsets = _kl_rows(current, self.banked[n].float()).numpy()
+                offsets = _kl_rows(current, self.banked[n].float().cpu()).numpy()
                 stable_probability = torch.from_numpy(
                     low_component_probability(offsets, seed=epoch + 1))
             clean = clean_probability > 0.5
@@ -580,7 +587,8 @@ class PseudoLabelRefinement:
         clean_probability = context.broadcast(clean_probability)
         stable_probability = context.broadcast(stable_probability)
         # Votes and banks move identically on every process (same gathered predictions).
-        votes = self.vote_counts[n]
+        # (On the host: the tables go back to the device at the next training step.)
+        votes = self.vote_counts[n] = self.vote_counts[n].cpu()
         votes.index_put_((torch.arange(len(pair_image)), current.argmax(dim=1)),
                          torch.ones(len(pair_image), dtype=votes.dtype), accumulate=True)
         self.banked[n] = current.to(torch.float16)
@@ -613,77 +621,98 @@ class PseudoLabelRefinement:
         classifier = self.classifiers[network]
         image_probs = F.softmax(classifier(images), dim=-1)
         text_probs = F.softmax(classifier(texts), dim=-1)
+        self._pair_tables_to(images.device)
         if phase == "warmup":
             return self._warmup_losses(network, images, texts, image_ids, caption_ids,
                                        image_probs, text_probs)
-        rows = caption_ids.cpu()
-        codes = self.subsets[network][rows].to(images.device)
-        labels = self.soft_labels[network][rows].to(images.device)
+        # Every subset's loss is computed on the whole batch with its rows masked, never on
+        # the rows selected (a boolean selection or a branch on a count would make the host
+        # wait for the device at every step). Masked rows and columns add exact zeros, so the
+        # values are those of the selected rows.
+        codes = self.subsets[network][caption_ids]
+        labels = self.soft_labels[network][caption_ids].to(images.dtype)
         clean = codes == CLEAN
         refinable = (codes == REFINABLE) & (stage >= 2)
         ambiguous = (codes == AMBIGUOUS) & (stage >= 3)
-        zero = images.sum() * 0.0
-        losses = {"clean_match": zero, "pseudo_class": zero, "refined_match": zero,
-                  "robust": zero}
-        if int(clean.sum()) >= 2:
-            ids = image_ids[clean]
-            if self.match_loss == "infonce":
-                losses["clean_match"] = weighted_info_nce(
-                    images[clean] @ texts[clean].t(), labels[clean],
-                    ids[:, None] == ids[None, :], self.warmup_temperature)
-            else:
-                losses["clean_match"] = soft_margin_triplet(
-                    images[clean] @ texts[clean].t(), ids, labels[clean], margin=self.margin)
-            losses["pseudo_class"] = self._pseudo_class_loss(image_probs[clean],
-                                                             text_probs[clean])
         replaced = refinable | (ambiguous & self.ambiguous_replacement)
-        if bool(replaced.any()) and bool(clean.any()):
-            losses["refined_match"] = self._refined_match(
-                images[replaced], image_ids[replaced], image_probs[replaced],
-                texts[clean], image_ids[clean], caption_ids[clean], image_probs[clean])
-        if bool(ambiguous.any()):
-            target = text_probs[ambiguous].argmax(dim=1).detach()
-            chosen = image_probs[ambiguous].gather(1, target[:, None]).squeeze(1)
-            generalised_ce = ((1 - chosen.clamp(min=1e-12) ** self.gce_q) / self.gce_q).mean()
-            losses["robust"] = generalised_ce - self.entropy_weight * _entropy(
-                image_probs[ambiguous]).mean()
+        zero = images.sum() * 0.0
+        # Fewer than two clean pairs have no negatives: no clean loss (as in the paper's code).
+        enough_clean = clean.sum() >= 2
+        outside_clean = ~(clean[:, None] & clean[None, :])
+        if self.match_loss == "infonce":
+            clean_match = weighted_info_nce(
+                images @ texts.t(), labels * clean,
+                (image_ids[:, None] == image_ids[None, :]) | outside_clean,
+                self.warmup_temperature)
+        else:
+            clean_match = hinge_triplet(images @ texts.t(), image_ids,
+                                        margin=soft_margins(labels, self.margin),
+                                        exclude=outside_clean)
+        losses = {
+            "clean_match": torch.where(enough_clean, clean_match, zero),
+            "pseudo_class": torch.where(enough_clean, self._pseudo_class_loss(
+                image_probs, text_probs, rows=clean), zero),
+            "refined_match": torch.where(replaced.any() & clean.any(), self._refined_match(
+                images, texts, image_ids, caption_ids, image_probs, replaced, clean), zero),
+            "robust": self._robust_loss(image_probs, text_probs, ambiguous),
+        }
         losses["loss"] = sum(losses[key] for key in
                              ("clean_match", "pseudo_class", "refined_match", "robust"))
         return losses
 
-    def _pseudo_class_loss(self, image_probs: torch.Tensor, text_probs: torch.Tensor
-                           ) -> torch.Tensor:
+    def _pair_tables_to(self, device: torch.device) -> None:
+        # The per-pair tables follow the batch to its device once (after a split or a load),
+        # so that the steps index them there.
+        for tables in (self.vote_counts, self.banked, self.subsets, self.soft_labels):
+            for n, table in enumerate(tables):
+                if table.device != device:
+                    tables[n] = table.to(device)
+
+    def _pseudo_class_loss(self, image_probs: torch.Tensor, text_probs: torch.Tensor,
+                           rows: torch.Tensor | None = None) -> torch.Tensor:
         # The image side learns the class its caption gets; minus lambda_en times the mean
         # per-sample entropy, which *raises* the entropy (the sign PC2 uses, kept: spec 5.3).
+        # Over the pairs ``rows`` marks (all by default).
         target = text_probs.argmax(dim=1).detach()
-        cross_entropy = F.nll_loss(image_probs.clamp(min=1e-12).log(), target)
-        return cross_entropy - self.entropy_weight * _entropy(image_probs).mean()
+        cross_entropy = F.nll_loss(image_probs.clamp(min=1e-12).log(), target, reduction="none")
+        return _masked_mean(cross_entropy - self.entropy_weight * _entropy(image_probs), rows)
 
-    def _refined_match(self, images: torch.Tensor, image_ids: torch.Tensor,
-                       image_probs: torch.Tensor, clean_texts: torch.Tensor,
-                       clean_image_ids: torch.Tensor, clean_caption_ids: torch.Tensor,
-                       clean_image_probs: torch.Tensor) -> torch.Tensor:
-        # Each noisy image borrows the caption of the clean pair whose pseudo-class
+    def _robust_loss(self, image_probs: torch.Tensor, text_probs: torch.Tensor,
+                     rows: torch.Tensor) -> torch.Tensor:
+        # Generalised cross-entropy towards the caption's class, minus lambda_en times the
+        # entropy, over the ambiguous pairs ``rows`` (0 when there are none).
+        target = text_probs.argmax(dim=1).detach()
+        chosen = image_probs.gather(1, target[:, None]).squeeze(1)
+        generalised_ce = (1 - chosen.clamp(min=1e-12) ** self.gce_q) / self.gce_q
+        return _masked_mean(generalised_ce, rows) - self.entropy_weight * _masked_mean(
+            _entropy(image_probs), rows)
+
+    def _refined_match(self, images: torch.Tensor, texts: torch.Tensor,
+                       image_ids: torch.Tensor, caption_ids: torch.Tensor,
+                       image_probs: torch.Tensor, replaced: torch.Tensor,
+                       clean: torch.Tensor) -> torch.Tensor:
+        # Each replaced pair borrows the caption of the clean pair whose pseudo-class
         # distribution is closest (cosine); the similarity is its soft label, 0 below the
-        # minimum.
-        similarity = F.normalize(image_probs.detach(), dim=1) @ \
-            F.normalize(clean_image_probs.detach(), dim=1).t()
+        # minimum. Only replaced rows and columns take part.
+        probs = F.normalize(image_probs.detach(), dim=1)
+        similarity = (probs @ probs.t()).masked_fill(~clean[None, :], float("-inf"))
         best, chosen = similarity.max(dim=1)
         labels = torch.where(best >= self.refine_min_similarity, best,
                              torch.zeros_like(best)).clamp(0, 1)
-        texts = clean_texts[chosen]
-        source = clean_caption_ids[chosen]
+        borrowed, source, borrowed_ids = texts[chosen], caption_ids[chosen], image_ids[chosen]
         # Not negatives: the pair itself, two pairs sharing a borrowed caption, two pairs of
-        # the same image.
+        # the same image, and every pair that is not replaced.
         exclude = (torch.eye(len(images), dtype=torch.bool, device=images.device)
                    | (source[:, None] == source[None, :])
-                   | (image_ids[:, None] == image_ids[None, :]))
+                   | (image_ids[:, None] == image_ids[None, :])
+                   | ~(replaced[:, None] & replaced[None, :]))
+        scores = images @ borrowed.t()
         if self.match_loss == "infonce":
-            exclude = exclude | (image_ids[:, None] == clean_image_ids[chosen][None, :])
-            return weighted_info_nce(images @ texts.t(), labels, exclude,
+            exclude = exclude | (image_ids[:, None] == borrowed_ids[None, :])
+            return weighted_info_nce(scores, labels * replaced, exclude,
                                      self.warmup_temperature)
-        return soft_margin_triplet(images @ texts.t(), image_ids, labels,
-                                   clean_image_ids[chosen], margin=self.margin, exclude=exclude)
+        return hinge_triplet(scores, image_ids, borrowed_ids,
+                             margin=soft_margins(labels, self.margin), exclude=exclude)
 
     def _warmup_losses(self, network: int, images: torch.Tensor, texts: torch.Tensor,
                        image_ids: torch.Tensor, caption_ids: torch.Tensor,
@@ -694,13 +723,13 @@ class PseudoLabelRefinement:
         if self.warmup_pc_loss:
             losses["pseudo_class"] = self._pseudo_class_loss(image_probs, text_probs)
         losses["loss"] = sum(losses.values())
-        # Every warm-up batch votes (spec 5.3, step 5) and refreshes the bank.
-        rows = caption_ids.cpu()
-        probs = image_probs.detach().float().cpu()
+        # Every warm-up batch votes (spec 5.3, step 5) and refreshes the bank, on the device.
+        probs = image_probs.detach().float()
         votes = self.vote_counts[network]
-        votes.index_put_((rows, probs.argmax(dim=1)), torch.ones(len(rows), dtype=votes.dtype),
+        votes.index_put_((caption_ids, probs.argmax(dim=1)),
+                         torch.ones(len(caption_ids), dtype=votes.dtype, device=votes.device),
                          accumulate=True)
-        self.banked[network][rows] = probs.to(torch.float16)
+        self.banked[network][caption_ids] = probs.to(torch.float16)
         self.has_bank[network] = True
         return losses
 

@@ -3,6 +3,7 @@ one-line errors naming the file, entry or option and the fix."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -339,10 +340,12 @@ def test_skipped_fp16_updates_leave_the_mean_gradient_norm():
     from retrieval.training import _epoch_means
 
     sums = {"loss": torch.tensor(8.0, dtype=torch.float64),
-            "grad_norm": torch.tensor(6.0, dtype=torch.float64),
-            "applied_updates": torch.tensor(3.0, dtype=torch.float64)}
-    record = _epoch_means(sums, 4)
+            "grad_norm": torch.tensor(6.0, dtype=torch.float64)}
+    record = _epoch_means(sums, 4, skipped=1)
     assert record == {"train_loss": 2.0, "train_grad_norm": 2.0, "train_skipped_updates": 1}
+    # Every update skipped: no norm to report, never an infinite one.
+    record = _epoch_means({"loss": torch.tensor(8.0, dtype=torch.float64)}, 4, skipped=4)
+    assert math.isnan(record["train_grad_norm"]) and record["train_skipped_updates"] == 4
 
 
 def test_evaluate_checks_the_data_path_before_building_the_model(tmp_path, capsys,

@@ -1,6 +1,7 @@
 """The trainer: learning on the synthetic set, checkpoints, resume, errors, DDP with gloo."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -65,10 +66,10 @@ def test_resume_equals_uninterrupted_run(synthetic, tmp_path):
     assert len(resumed.history_) == 2
     a = torch.load(tmp_path / "full" / LAST_CHECKPOINT, weights_only=True)["method"]
     b = torch.load(tmp_path / "part" / LAST_CHECKPOINT, weights_only=True)["method"]
+    # Resume is bit-exact on the CPU: the same weights, the same losses.
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
-    assert full.history_[1]["train_loss"] == pytest.approx(resumed.history_[1]["train_loss"],
-                                                           rel=1e-4)
+        assert torch.equal(a[key], b[key]), key
+    assert full.history_[1]["train_loss"] == resumed.history_[1]["train_loss"]
 
 
 def test_run_folder_round_trip_and_errors(synthetic, tmp_path):
@@ -142,34 +143,53 @@ def test_bad_settings_are_refused(synthetic, tmp_path):
 
 
 DDP_SCRIPT = """
-import json, sys, torch
+import sys, torch
 from retrieval.data import load_split
 from retrieval.training import TrainConfig, Trainer, build_method
-root, out = sys.argv[1], sys.argv[2]
+root, stop, out = sys.argv[1], sys.argv[2], sys.argv[3]
 torch.manual_seed(0)
 method = build_method("contrastive", "tiny-vit")
 # A weight matrix the loss never uses: AdamW's decay and momentum must leave it alone in
 # two processes as in one.
 method.register_parameter("never_used", torch.nn.Parameter(torch.ones(4, 4)))
-config = TrainConfig(epochs=1, batch_size=32, lr_backbone=1e-3, augment=True, verbose=False,
-                     warmup_fraction=0.0, grad_clip=2.0, num_workers=0)
+config = TrainConfig(epochs=2, batch_size=32, lr_backbone=1e-3, augment=True, verbose=False,
+                     warmup_fraction=0.0, grad_clip=2.0, num_workers=0, eval_batch_size=40)
 trainer = Trainer(method, config, out)
-trainer.fit(load_split(root, "train").subset(80), None)
+trainer.fit(load_split(root, "train").subset(40), load_split(root, "val").subset(20),
+            stop_after_step=int(stop) if stop != "-" else None)
 """
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
-def test_ddp_two_gloo_processes_match_one_process(synthetic, tmp_path, one_and_two_processes):
-    one_process, two_processes = one_and_two_processes(DDP_SCRIPT, str(synthetic), port=29517)
-    one = json.loads((one_process / "history.json").read_text())["history"][0]
-    two = json.loads((two_processes / "history.json").read_text())["history"][0]
+@pytest.fixture(scope="module")
+def ddp_runs(synthetic, tmp_path_factory, launch):
+    """Two epochs of 6 steps with validation: in one process, in two gloo processes, and in
+    two processes stopped inside the second epoch (step 9) then resumed by a new launch."""
+    if not torch.distributed.is_available():
+        pytest.skip("torch without distributed")
+    base = tmp_path_factory.mktemp("ddp")
+    script = base / "ddp_script.py"
+    script.write_text(DDP_SCRIPT)
+    folders = {name: base / name for name in ("one", "two", "resumed")}
+    launch(script, str(synthetic), "-", str(folders["one"]))
+    launch(script, str(synthetic), "-", str(folders["two"]), processes=2)
+    launch(script, str(synthetic), "9", str(folders["resumed"]), processes=2)
+    partial = torch.load(folders["resumed"] / LAST_CHECKPOINT, weights_only=True)
+    assert json.loads(partial["partial"])["steps"] == 3 and partial["epoch"] == 0
+    launch(script, str(synthetic), "-", str(folders["resumed"]), processes=2)
+    return folders
+
+
+def test_ddp_two_gloo_processes_match_one_process(ddp_runs):
+    one_history = json.loads((ddp_runs["one"] / "history.json").read_text())
+    two_history = json.loads((ddp_runs["two"] / "history.json").read_text())
+    one, two = one_history["history"][0], two_history["history"][0]
     # The same global batches: the same loss, the same gradient (its norm before clipping
     # covers every parameter, CLIP's temperature included) and the same weights after the
     # updates.
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     assert two["train_grad_norm"] == pytest.approx(one["train_grad_norm"], rel=1e-4)
-    a = torch.load(one_process / LAST_CHECKPOINT, weights_only=True)["method"]
-    b = torch.load(two_processes / LAST_CHECKPOINT, weights_only=True)["method"]
+    a = torch.load(ddp_runs["one"] / LAST_CHECKPOINT, weights_only=True)["method"]
+    b = torch.load(ddp_runs["two"] / LAST_CHECKPOINT, weights_only=True)["method"]
     diffs = torch.cat([(a[k].float() - b[k].float()).abs().flatten() for k in a])
     # Gradients agree up to summation order; Adam divides by sqrt(v), which can turn a
     # 1e-9 gradient difference into a visible step for parameters whose gradient is ~0, so
@@ -180,6 +200,32 @@ def test_ddp_two_gloo_processes_match_one_process(synthetic, tmp_path, one_and_t
     # The parameter without gradient did not move, in either run.
     assert torch.equal(a["never_used"], torch.ones(4, 4))
     assert torch.equal(b["never_used"], torch.ones(4, 4))
+    # Validation ran under two processes at every epoch end, and the main process saved
+    # the selected epoch: model_best.pt holds the weights that epoch ended with.
+    for history in (one_history, two_history):
+        assert all("val_rsum" in record for record in history["history"])
+        assert history["best_val_rsum"] == max(r["val_rsum"] for r in history["history"])
+    best = torch.load(ddp_runs["two"] / BEST_WEIGHTS, weights_only=True)
+    if two_history["best_epoch"] == 1:
+        assert all(torch.equal(best[key], b[key]) for key in b)
+    else:
+        assert not all(torch.equal(best[key], b[key]) for key in b)
+
+
+def test_ddp_mid_epoch_resume_equals_an_uninterrupted_run(ddp_runs):
+    # Bit-exact: the same batches, seeds and reductions (gloo sums the two processes'
+    # gradients, a + b, whatever the bucket layout DDP rebuilds after the resume).
+    full, resumed = (torch.load(ddp_runs[name] / LAST_CHECKPOINT, weights_only=True)
+                     for name in ("two", "resumed"))
+    assert full["method"].keys() == resumed["method"].keys()
+    for key in full["method"]:
+        assert torch.equal(full["method"][key], resumed["method"][key]), key
+    assert json.loads(full["history"]) == [
+        {**record, "train_time_s": theirs["train_time_s"]}
+        for record, theirs in zip(json.loads(resumed["history"]), json.loads(full["history"]))]
+    best_full, best_resumed = (torch.load(ddp_runs[name] / BEST_WEIGHTS, weights_only=True)
+                               for name in ("two", "resumed"))
+    assert all(torch.equal(best_full[key], best_resumed[key]) for key in best_full)
 
 
 def test_ddp_wraps_the_training_step_in_distributed_data_parallel():
@@ -222,10 +268,12 @@ def test_mid_epoch_resume_equals_an_uninterrupted_run(synthetic, tmp_path):
     a = torch.load(tmp_path / "full" / LAST_CHECKPOINT, weights_only=True)
     b = torch.load(part / LAST_CHECKPOINT, weights_only=True)
     for key in a["method"]:
-        torch.testing.assert_close(a["method"][key], b["method"][key], atol=1e-6, rtol=1e-5)
+        assert torch.equal(a["method"][key], b["method"][key]), key
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 2 * steps_per_epoch
-    assert [r["train_loss"] for r in resumed.history_] == pytest.approx(
-        [r["train_loss"] for r in full.history_], rel=1e-5)
+    # The running sums of a pre-empted epoch travel through the checkpoint as float64, so
+    # the epoch means are the same numbers too.
+    assert [r["train_loss"] for r in resumed.history_] == [r["train_loss"]
+                                                           for r in full.history_]
 
 
 def test_resume_with_other_epochs_is_refused(synthetic, tmp_path):
@@ -239,13 +287,14 @@ def test_resume_with_other_epochs_is_refused(synthetic, tmp_path):
 
 
 class _SkippingScaler:
-    """A stand-in for torch.amp.GradScaler that skips the first two updates (inf found)."""
+    """A stand-in for torch.amp.GradScaler that skips the first two updates: their scaled
+    loss overflows, as fp16 does, so their gradients (and norms) are infinite."""
 
     def __init__(self):
         self.calls, self.scale_value = 0, 1024.0
 
     def scale(self, loss):
-        return loss
+        return loss * float("inf") if self.calls < 2 else loss
 
     def unscale_(self, optimizer):
         pass
@@ -277,6 +326,10 @@ def test_schedule_does_not_advance_on_skipped_fp16_steps(synthetic, tmp_path, mo
     trainer.fit(train_split, None)
     state = torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)
     assert state["scheduler"]["last_epoch"] == 9 - 2
+    # The skipped steps are logged as such; the mean norm is over the applied updates.
+    record = trainer.history_[0]
+    assert record["train_skipped_updates"] == 2
+    assert math.isfinite(record["train_grad_norm"]) and record["train_grad_norm"] > 0
 
 
 def test_non_finite_loss_is_caught_at_the_next_sync(synthetic, tmp_path, monkeypatch):
@@ -316,3 +369,46 @@ def test_quickgelu_run_reloads_as_quickgelu(synthetic, tmp_path):
     # A run started from this one inherits its build options.
     child = build_method("contrastive", MODEL, tmp_path / "run")
     assert child.backbone.build_options["force_quick_gelu"] is True
+
+
+def test_a_trained_start_is_kept_unless_an_epoch_beats_it(synthetic, tmp_path):
+    """``--pretrained RUN_FOLDER`` (or a weights file): the start is validated as epoch 0
+    and stays in model_best.pt unless an epoch beats it."""
+    from retrieval.backbones import save_weights
+
+    train_split = load_split(synthetic, "train")
+    val_split = load_split(synthetic, "val")
+    torch.manual_seed(0)
+    start_file = save_weights(build_method("contrastive", MODEL).backbone.model,
+                              tmp_path / "random_start.pt")
+    # Training helps: a later epoch beats the (random) start and is selected.
+    torch.manual_seed(0)
+    helped = Trainer(build_method("contrastive", MODEL, start_file),
+                     small_config(epochs=2, lr_backbone=1e-3, lr_new=1e-3), tmp_path / "helped")
+    helped.fit(train_split, val_split)
+    assert helped.start_ is not None and helped.best_epoch_ >= 0, (
+        helped.start_["val_rsum"], [r["val_rsum"] for r in helped.history_])
+    assert helped.best_rsum_ > helped.start_["val_rsum"]
+    record = json.loads((tmp_path / "helped" / "history.json").read_text())
+    assert record["kept"] == "epoch" and record["start"]["val_rsum"] == helped.start_["val_rsum"]
+    # Training only hurts (a huge learning rate): the start, that run's selected weights,
+    # is what the run keeps and ends with.
+    torch.manual_seed(0)
+    method = build_method("contrastive", MODEL, tmp_path / "helped")
+    start = {k: v.clone() for k, v in method.state_dict().items()}
+    hurt = Trainer(method, small_config(epochs=1, lr_backbone=0.3, lr_new=0.3),
+                   tmp_path / "hurt")
+    hurt.fit(train_split.subset(40), val_split)
+    assert hurt.history_[0]["val_rsum"] < hurt.start_["val_rsum"] == hurt.best_rsum_
+    assert hurt.best_epoch_ == -1
+    record = json.loads((tmp_path / "hurt" / "history.json").read_text())
+    assert record["kept"] == "start" and record["best_epoch"] == -1
+    best = torch.load(tmp_path / "hurt" / BEST_WEIGHTS, weights_only=True)
+    assert all(torch.equal(best[k], start[k]) for k in start)
+    assert all(torch.equal(v, start[k]) for k, v in method.state_dict().items())
+    # Random weights or evaluate_start=False: no epoch 0.
+    torch.manual_seed(0)
+    plain = Trainer(build_method("contrastive", MODEL, start_file),
+                    small_config(epochs=1, evaluate_start=False), tmp_path / "plain")
+    plain.fit(train_split.subset(40), val_split)
+    assert plain.start_ is None and plain.best_epoch_ == 0
