@@ -567,10 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", required=True, type=Path,
-                       help="folder format (captions.tsv), Karpathy JSON folder, features, or "
+                       help="folder format (captions.tsv), captions.jsonl folder (one line "
+                            "per image, e.g. flickr8k_1k), Karpathy JSON folder, features, or "
                             "a FDRD test file (a path, or a published name such as "
                             "fdrd/pets_test.json)")
-        p.add_argument("--format", choices=("karpathy", "folder", "features"), default=None)
+        p.add_argument("--format", choices=("karpathy", "folder", "jsonl", "features"),
+                       default=None)
         p.add_argument("--image-root", type=Path, default=None,
                        help="image folder of a Karpathy JSON (default: the data root)")
 

@@ -4,6 +4,7 @@
 * :func:`load_split` -- recognise a folder's format and load one split.
 * :func:`load_karpathy`, :func:`load_caption_file` -- Karpathy JSON and published id files.
 * :func:`load_folder`, :func:`write_folder`, :func:`load_dense_captions` -- folder format.
+* :func:`load_captions_jsonl` -- a ``captions.jsonl`` folder (one line per image: Flickr8k).
 * :func:`save_features`, :func:`load_features`, :class:`FeatureSplit` -- cached features.
 * :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set;
   :func:`make_scenario` -- its testbeds per method (sparse captions, small objects, twins).
@@ -21,6 +22,7 @@
 
 from ._load import load_split
 from ._split import RetrievalSplit
+from .captions_jsonl import load_captions_jsonl
 from .fdrd import load_fdrd
 from .features import FeatureSplit, load_features, save_features
 from .folder import load_dense_captions, load_folder, write_folder
@@ -42,6 +44,7 @@ __all__ = [
     "load_caption_file",
     "read_id_file",
     "load_folder",
+    "load_captions_jsonl",
     "write_folder",
     "load_dense_captions",
     "save_features",
