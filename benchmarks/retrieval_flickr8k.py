@@ -82,6 +82,18 @@ def with_joined_dense_captions(split):
                                       for captions in split.image_captions])
 
 
+def chance_rsum(n_images: int, captions_per_image: int = 5) -> float:
+    """Expected rSum of a random ranking: text-to-image R@K = K / n_images; image-to-text R@K =
+    the chance that one of the image's captions is among K drawn without replacement."""
+    n_texts = n_images * captions_per_image
+    total = 0.0
+    for k in (1, 5, 10):
+        total += min(k / n_images, 1.0)
+        total += 1.0 - np.prod([(n_texts - captions_per_image - j) / (n_texts - j)
+                                for j in range(k)])
+    return 100.0 * total
+
+
 def evaluate(method, test) -> dict:
     """Test metrics; AVSE averaged over its evaluation seeds."""
     seeds = EVAL_SEEDS if hasattr(method, "eval_seed") else (None,)
@@ -134,6 +146,7 @@ def run(args: argparse.Namespace) -> None:
                       "val_rsum": [h.get("val_rsum") for h in history.get("history", [])],
                       "best_epoch": history.get("best_epoch", -1) + 1,
                       "epochs": args.epochs, "lr": args.lr, "n_train": train_split.n_images,
+                      "n_test": test.n_images,
                       **({"beside": args.beside} if args.beside else {}),
                       "date": datetime.datetime.now().isoformat(timespec="seconds")}
             append_jsonl(record, args.results)
@@ -159,6 +172,7 @@ def report(seeds: list[int], results: Path = JSONL) -> None:
     meta = trained[0] if trained else (records[0] if records else {})
     base = np.array([r["rsum"] for r in by_row.get(BASELINE, [])])
     spread = base.std(ddof=1) if base.size > 1 else float("nan")
+    chance = chance_rsum(int(meta.get("n_test", 125)))
     lines = [
         "# Every retrieval method on real photos: Flickr8k, 1,000 photos, tiny CLIP from random "
         "weights",
@@ -172,6 +186,7 @@ def report(seeds: list[int], results: Path = JSONL) -> None:
         "selected on dev rSum; test: 125 photos x 5 captions. Seeds: "
         f"{', '.join(map(str, sorted({r['seed'] for r in records})))}; cells are mean ± std "
         "(sample std) over seeds; recalls in %, rSum out of 600.",
+        f"* A random ranking scores rSum {chance:.1f} on these test photos (chance).",
         "* Times marked (busy) were measured while another job shared the machine: compare "
         "them with nothing.",
         "",
@@ -210,6 +225,8 @@ def report(seeds: list[int], results: Path = JSONL) -> None:
            yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in values], capsize=3)
     for i, v in enumerate(values):
         ax.plot(np.full(len(v), i), v, "k.", ms=5)
+    ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.1f})")
+    ax.legend(fontsize=8)
     ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=8)
     ax.set_ylabel("test rSum (bar: mean ± std; dots: seeds)")
     ax.set_title(f"Flickr8k 1K, {MODEL} from random weights, same budget")
