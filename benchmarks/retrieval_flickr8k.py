@@ -61,6 +61,7 @@ import torch  # noqa: E402
 
 from _common import append_jsonl, load_jsonl  # noqa: E402
 from retrieval.data import load_split  # noqa: E402
+from retrieval_methods import _mean_std  # noqa: E402  (the same table cells)
 from retrieval.data.shipped import local_set_dir  # noqa: E402
 from retrieval.training import TrainConfig, Trainer, build_method, encode_split, load_run  # noqa: E402
 
@@ -153,14 +154,6 @@ def run(args: argparse.Namespace) -> None:
             done.add((row, seed))
             print(f"seed {seed} {row}: test rSum {metrics['rsum']:.1f}, train {elapsed:.0f} s, "
                   f"eval {eval_time:.1f} s", flush=True)
-
-
-def _mean_std(values) -> str:
-    values = np.asarray([v for v in values if v == v], dtype=float)
-    if values.size == 0:
-        return "-"
-    std = values.std(ddof=1) if values.size > 1 else 0.0
-    return f"{values.mean():.1f} ± {std:.1f}"
 
 
 def report(seeds: list[int], results: Path = JSONL) -> None:

@@ -34,12 +34,9 @@ CAPTIONS_JSONL = "captions.jsonl"
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {"val": ("val", "dev")}
 
 
-def load_captions_jsonl(
-    root: str | os.PathLike[str],
-    split: str | None = None,
-    image_root: str | os.PathLike[str] | None = None,
-    check_images: bool = True,
-) -> RetrievalSplit:
+def load_captions_jsonl(root: str | os.PathLike[str], split: str | None = None,
+                        image_root: str | os.PathLike[str] | None = None,
+                        check_images: bool = True) -> RetrievalSplit:
     """Load a folder described by ``captions.jsonl`` (one line per image).
 
     Parameters

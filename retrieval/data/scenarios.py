@@ -241,41 +241,49 @@ def _background(rng: np.random.Generator) -> tuple[int, float]:
     return int(rng.integers(85, 171)), float(rng.choice([0.0, 0.0, 6.0, 12.0]))
 
 
-def _sparse_set(root: Path, n_images: int, seed: int, image_size: int, splits, verbose):
+def _image_by_image(root: Path, n_images: int, seed: int, image_size: int, splits, verbose,
+                    *, sample: Callable[[np.random.Generator], list[dict[str, Any]]],
+                    captions: Callable[[list[dict[str, Any]], str, np.random.Generator], list[str]],
+                    desc: str):
+    """Images drawn one by one from ``(seed, index)``: ``sample`` places the objects,
+    ``captions(objects, split, rng)`` writes the image's captions."""
     split_of = assign_splits(n_images, seed, splits)
     rows, dense, records = [], {}, {}
-    for i in progress(range(n_images), verbose, "sparse-captions images"):
+    for i in progress(range(n_images), verbose, desc):
         rng = np.random.default_rng([seed, i])
-        objects = _sparse_objects(rng)
+        objects = sample(rng)
         background, sigma = _background(rng)
         rel = save_image(root, render_image(objects, image_size, background, sigma, rng),
                          split_of[i], i)
-        if split_of[i] == "train":
-            targets = [next(o for o in objects if o["salient"])] * 5
-        else:
-            order = rng.permutation(len(objects))
-            targets = [objects[int(order[k % len(objects)])] for k in range(5)]
-        rows += [(rel, text, split_of[i]) for text in _one_object_captions(targets, rng)]
+        rows += [(rel, text, split_of[i]) for text in captions(objects, split_of[i], rng)]
         dense[rel] = dense_caption(objects, noisy_background=sigma > 0)
         records[rel] = objects
-    return rows, dense, records, {}
+    return rows, dense, records
+
+
+def _sparse_captions(objects: list[dict[str, Any]], split: str, rng: np.random.Generator
+                     ) -> list[str]:
+    if split == "train":
+        targets = [next(o for o in objects if o["salient"])] * 5
+    else:
+        order = rng.permutation(len(objects))
+        targets = [objects[int(order[k % len(objects)])] for k in range(5)]
+    return _one_object_captions(targets, rng)
+
+
+def _sparse_set(root: Path, n_images: int, seed: int, image_size: int, splits, verbose):
+    return (*_image_by_image(root, n_images, seed, image_size, splits, verbose,
+                             sample=_sparse_objects, captions=_sparse_captions,
+                             desc="sparse-captions images"), {})
 
 
 def _small_set(root: Path, n_images: int, seed: int, image_size: int, splits, verbose):
-    split_of = assign_splits(n_images, seed, splits)
-    rows, dense, records = [], {}, {}
-    for i in progress(range(n_images), verbose, "small-objects images"):
-        rng = np.random.default_rng([seed, i])
-        objects = _small_objects(rng)
-        background, sigma = _background(rng)
-        rel = save_image(root, render_image(objects, image_size, background, sigma, rng),
-                         split_of[i], i)
-        rows += [(rel, text, split_of[i])
-                 for text in make_captions(objects, rng, families=_SMALL_FAMILIES)]
-        dense[rel] = dense_caption(objects, noisy_background=sigma > 0)
-        records[rel] = objects
-    return rows, dense, records, {"grid": _SMALL_GRID,
-                                  "max_object_fraction": round(SMALL_OBJECT_MAX_FRACTION, 4)}
+    parts = _image_by_image(
+        root, n_images, seed, image_size, splits, verbose, sample=_small_objects,
+        captions=lambda objects, _, rng: make_captions(objects, rng, families=_SMALL_FAMILIES),
+        desc="small-objects images")
+    return (*parts, {"grid": _SMALL_GRID,
+                     "max_object_fraction": round(SMALL_OBJECT_MAX_FRACTION, 4)})
 
 
 def _twin_set(root: Path, n_images: int, seed: int, image_size: int, splits, verbose):
@@ -377,20 +385,16 @@ SCENARIOS: dict[str, str] = {"default": "all (today's set)", "sparse-captions": 
 
 
 def make_scenario(
-    output_dir: str | os.PathLike[str],
-    scenario: str = "default",
-    n_images: int = 1000,
-    seed: int = 0,
-    image_size: int | None = None,
-    splits: Sequence[float] = (0.8, 0.1, 0.1),
-    verbose: bool = False,
+    output_dir: str | os.PathLike[str], scenario: str = "default", n_images: int = 1000,
+    seed: int = 0, image_size: int | None = None,
+    splits: Sequence[float] = (0.8, 0.1, 0.1), verbose: bool = False,
 ) -> Path:
     """Generate one synthetic scenario in the folder format.
 
     Parameters
     ----------
     output_dir : str or os.PathLike
-        Created if needed; existing files of the set are overwritten.
+        The set's folder (created; files of an earlier set there are overwritten).
     scenario : {"default", "sparse-captions", "small-objects", "twins"}, default="default"
         See the module docstring; ``"default"`` is :func:`~retrieval.data.make_synthetic`.
     n_images : int, default=1000

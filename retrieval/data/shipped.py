@@ -196,7 +196,7 @@ def local_set_dir(name: str, data_home: str | os.PathLike[str] | None = None,
     name : str
         A key of :data:`LOCAL_SETS`.
     data_home : str or os.PathLike, optional
-        The data home (default: ``$MVLEARN_PLUS_DATA``, else ``~/mvlearn_plus_data``).
+        Where to look; default as :func:`shipped_data_dir`.
     required : bool, default=True
         If False, a set that is not there gives None instead of an error.
 
