@@ -20,7 +20,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_jsonl", "write_jsonl", "keyed_records", "load_dense_captions", "split_dense_caption"]
+__all__ = ["read_jsonl", "write_jsonl", "keyed_records", "load_dense_captions",
+           "split_dense_caption"]
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:

@@ -32,7 +32,9 @@ Why the default set cannot measure category twins: its small objects are about 1
 64 px, and three of its seven shapes (circle, hexagon, square) differ by 8-19 % of their pixels
 at any size (same area, nearly the same outline), so at a tiny ViT's 8-px patches a category
 swap among them changes almost nothing the model sees; the twins scenario makes objects large
-and swaps only shapes that differ by at least a third of their pixels.
+and swaps only shapes that differ by at least a third of their pixels. Measured at 64 px (600
+images, seed 11): a category twin changes a median of 154 pixels (at least 69), a random shape
+swap in the default set 62 (at least 19).
 """
 
 from __future__ import annotations
