@@ -62,12 +62,14 @@ def format_metrics(metrics: dict, title: str = "") -> str:
 # Subcommands
 # --------------------------------------------------------------------------------------------
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
-    """``make-synthetic``: write the synthetic set in the folder format."""
-    from retrieval.data import make_synthetic
+    """``make-synthetic``: write the synthetic set (or one of its scenarios) in the folder
+    format."""
+    from retrieval.data.scenarios import make_scenario
 
-    path = make_synthetic(args.output, n_images=args.n_images, seed=args.seed,
-                          image_size=args.image_size)
-    print(f"wrote the synthetic set ({args.n_images} images) to {path}")
+    path = make_scenario(args.output, args.scenario, n_images=args.n_images, seed=args.seed,
+                         image_size=args.image_size)
+    what = "the synthetic set" if args.scenario == "default" else f"scenario {args.scenario}"
+    print(f"wrote {what} ({args.n_images} images) to {path}")
     return 0
 
 
@@ -545,6 +547,7 @@ def _one_line(exc: BaseException) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m retrieval``."""
+    from retrieval.data.scenarios import SCENARIOS
     from retrieval.methods import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.split(
@@ -564,15 +567,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--n-images", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image side in pixels (default: 64; 128 for small-objects)")
+    p.add_argument("--scenario", choices=tuple(SCENARIOS), default="default",
+                   help="default: the compositional set; sparse-captions (D2S): training "
+                        "captions name one object, dense captions all; small-objects (AVSE): "
+                        "5-8 small objects per image; twins (DCAR): image pairs differing in "
+                        "one colour or one shape")
     p.set_defaults(func=cmd_make_synthetic)
 
     def data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", required=True, type=Path,
-                       help="folder format (captions.tsv), Karpathy JSON folder, features, or "
+                       help="folder format (captions.tsv), captions.jsonl folder (one line "
+                            "per image, e.g. flickr8k_1k), Karpathy JSON folder, features, or "
                             "a FDRD test file (a path, or a published name such as "
                             "fdrd/pets_test.json)")
-        p.add_argument("--format", choices=("karpathy", "folder", "features"), default=None)
+        p.add_argument("--format", choices=("karpathy", "folder", "jsonl", "features"),
+                       default=None)
         p.add_argument("--image-root", type=Path, default=None,
                        help="image folder of a Karpathy JSON (default: the data root)")
 

@@ -4,8 +4,10 @@
 * :func:`load_split` -- recognise a folder's format and load one split.
 * :func:`load_karpathy`, :func:`load_caption_file` -- Karpathy JSON and published id files.
 * :func:`load_folder`, :func:`write_folder`, :func:`load_dense_captions` -- folder format.
+* :func:`load_captions_jsonl` -- a ``captions.jsonl`` folder (one line per image: Flickr8k).
 * :func:`save_features`, :func:`load_features`, :class:`FeatureSplit` -- cached features.
-* :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set.
+* :func:`make_synthetic`, :func:`swap_caption` -- the offline synthetic set;
+  :func:`make_scenario` -- its testbeds per method (sparse captions, small objects, twins).
 * :func:`load_fdrd` -- FDRD fine-grained test files (images by file name, negatives).
 * :func:`load_rgb`, :func:`drop_unreadable_images`, :class:`UnreadableImageError` -- image
   files: 16-bit images scaled right, unreadable files named or left out.
@@ -20,6 +22,7 @@
 
 from ._load import load_split
 from ._split import RetrievalSplit
+from .captions_jsonl import load_captions_jsonl
 from .fdrd import load_fdrd
 from .features import FeatureSplit, load_features, save_features
 from .folder import load_dense_captions, load_folder, write_folder
@@ -28,6 +31,7 @@ from .karpathy import load_caption_file, load_karpathy, read_id_file
 from .noise import add_noise, load_noise_file, noisy_fraction, save_noise_file, shuffle_captions
 from ._fetch import ChecksumError, DataNotFoundError, clear_data_home, get_data_home
 from .shipped import PUBLISHED_FILES, canonical_ids_file, is_downloaded, shipped_data_dir, shipped_file
+from .scenarios import make_scenario
 from .synthetic import describe_objects, make_synthetic, swap_caption
 
 _TORCH_NAMES = ("PairDataset", "ImageDataset", "TextDataset")
@@ -40,11 +44,13 @@ __all__ = [
     "load_caption_file",
     "read_id_file",
     "load_folder",
+    "load_captions_jsonl",
     "write_folder",
     "load_dense_captions",
     "save_features",
     "load_features",
     "make_synthetic",
+    "make_scenario",
     "swap_caption",
     "describe_objects",
     "load_fdrd",

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ._split import RetrievalSplit
+from .captions_jsonl import CAPTIONS_JSONL, load_captions_jsonl
 from .fdrd import is_fdrd_file, load_fdrd
 from .features import MANIFEST_FILE, FeatureSplit, load_features
 from .folder import CAPTIONS_FILE, load_folder
@@ -30,7 +31,8 @@ def load_split(
 
     Detection order: ``manifest.json`` -> precomputed features
     (:func:`~retrieval.data.load_features`); ``captions.tsv`` -> folder + captions
-    (:func:`~retrieval.data.load_folder`); ``dataset_*.json`` -> Karpathy JSON
+    (:func:`~retrieval.data.load_folder`); ``captions.jsonl`` -> one line per image
+    (:func:`~retrieval.data.load_captions_jsonl`); ``dataset_*.json`` -> Karpathy JSON
     (:func:`~retrieval.data.load_karpathy`, images under ``image_root`` or ``root``).
     ``root`` may also be the Karpathy JSON file itself, or a FDRD test file
     (:func:`~retrieval.data.load_fdrd`, images found by name under ``image_root``).
@@ -40,11 +42,11 @@ def load_split(
     root : str or os.PathLike
         The data folder (or a Karpathy JSON file).
     split : str, default="test"
-    format : {"features", "folder", "karpathy"} or None
+    format : {"features", "folder", "jsonl", "karpathy"} or None
         Skip detection.
     image_root : str or os.PathLike, optional
-        Image folder for the Karpathy format (default: ``root``), or for the folder
-        format (default: ``root/images``).
+        Image folder for the Karpathy and ``captions.jsonl`` formats (default: ``root``), or
+        for the folder format (default: ``root/images``).
     json_name : str, optional
         Which JSON file of ``root`` to read when several ``dataset_*.json`` exist.
     ids_file : path, "auto", "strict" or None, default="auto"
@@ -76,12 +78,15 @@ def load_split(
             return load_fdrd(root, image_root, split)
         return _load_karpathy_ordered(root, image_root if image_root is not None else root.parent,
                                       split, ids_file)
-    if format not in (None, "features", "folder", "karpathy"):
-        raise ValueError(f"unknown format {format!r}; expected 'features', 'folder' or 'karpathy'")
+    if format not in (None, "features", "folder", "jsonl", "karpathy"):
+        raise ValueError(f"unknown format {format!r}; expected 'features', 'folder', 'jsonl' or "
+                         "'karpathy'")
     if format == "features" or (format is None and (root / MANIFEST_FILE).is_file()):
         return load_features(root, split=split)
     if format == "folder" or (format is None and (root / CAPTIONS_FILE).is_file()):
         return load_folder(root, split=split, image_root=image_root)
+    if format == "jsonl" or (format is None and (root / CAPTIONS_JSONL).is_file()):
+        return load_captions_jsonl(root, split=split, image_root=image_root)
     if json_name is not None:
         json_path = root / json_name
         if not json_path.is_file():
@@ -95,8 +100,8 @@ def load_split(
             found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
             shown = ", ".join(found[:20]) + (" ..." if len(found) > 20 else "")
             raise ValueError(
-                f"{root}: no known data format (expected {MANIFEST_FILE}, {CAPTIONS_FILE} or "
-                f"dataset_*.json); found: {shown or 'nothing'}"
+                f"{root}: no known data format (expected {MANIFEST_FILE}, {CAPTIONS_FILE}, "
+                f"{CAPTIONS_JSONL} or dataset_*.json); found: {shown or 'nothing'}"
             )
         json_path = candidates[0]
     return _load_karpathy_ordered(json_path, image_root if image_root is not None else root,

@@ -20,7 +20,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_jsonl", "keyed_records", "load_dense_captions", "split_dense_caption"]
+__all__ = ["read_jsonl", "write_jsonl", "keyed_records", "load_dense_captions",
+           "split_dense_caption"]
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
@@ -47,6 +48,25 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
     return records
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Sequence[dict]) -> Path:
+    """Write records as JSON lines (UTF-8, non-ASCII kept, ``\\n`` line ends).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    records : sequence of dict
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
 
 
 def keyed_records(records: list[dict], field: str, path: Path) -> dict[str, Any]:

@@ -15,7 +15,6 @@ written in this format by :func:`write_folder`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._split import RetrievalSplit, check_images_exist
-from .dense import keyed_records, load_dense_captions, read_jsonl
+from .dense import keyed_records, load_dense_captions, read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +211,5 @@ def write_folder(
     for name, table, field in ((DENSE_FILE, dense_captions, "text"), (OBJECTS_FILE, objects, "objects")):
         if table is None:
             continue
-        with open(root / name, "w", encoding="utf-8", newline="\n") as fh:
-            for key, value in table.items():
-                fh.write(json.dumps({"image": str(key), field: value}, ensure_ascii=False) + "\n")
+        write_jsonl(root / name, [{"image": str(key), field: value} for key, value in table.items()])
     return root

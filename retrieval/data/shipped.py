@@ -16,7 +16,8 @@ from ._fetch import RemoteFile, fetch, get_data_home, github_file, is_cached
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PUBLISHED_FILES", "canonical_ids_file", "is_downloaded", "shipped_data_dir", "shipped_file"]
+__all__ = ["PUBLISHED_FILES", "LOCAL_SETS", "canonical_ids_file", "is_downloaded", "local_set_dir",
+           "shipped_data_dir", "shipped_file"]
 
 # Folder of the data home that holds these files.
 _SUBFOLDER = "retrieval"
@@ -177,3 +178,48 @@ def canonical_ids_file(json_name: str, split: str, *, required: bool = False) ->
 def is_downloaded(relative_path: str, data_home: str | os.PathLike[str] | None = None) -> bool:
     """Whether a published retrieval file is already in the data home."""
     return is_cached(PUBLISHED_FILES[relative_path], data_home)
+
+
+#: Sets that cannot be downloaded by the project (their terms forbid redistribution): each is a
+#: folder the user puts under ``retrieval/`` of the data home, described by its card.
+LOCAL_SETS: dict[str, str] = {
+    "flickr8k_1k": "datasets/retrieval/flickr8k_1k.md",
+}
+
+
+def local_set_dir(name: str, data_home: str | os.PathLike[str] | None = None,
+                  *, required: bool = True) -> Path | None:
+    """The folder of a local-only retrieval set such as ``"flickr8k_1k"`` in the data home.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`LOCAL_SETS`.
+    data_home : str or os.PathLike, optional
+        Where to look; default as :func:`shipped_data_dir`.
+    required : bool, default=True
+        If False, a set that is not there gives None instead of an error.
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``<data home>/retrieval/<name>``, holding its ``captions.jsonl``.
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not a local set (the message lists them).
+    FileNotFoundError
+        If the folder is not there and ``required`` (the message says where to put it and
+        which card says how to get it).
+    """
+    if name not in LOCAL_SETS:
+        raise KeyError(f"{name!r} is not a local retrieval set; known: {', '.join(LOCAL_SETS)}")
+    folder = shipped_data_dir(data_home) / name
+    if (folder / "captions.jsonl").is_file():
+        return folder
+    if not required:
+        return None
+    raise FileNotFoundError(f"{folder} holds no captions.jsonl: the project cannot download "
+                            f"{name}; build the folder as {LOCAL_SETS[name]} says, under "
+                            "retrieval/ of the data home ($MVLEARN_PLUS_DATA)")

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ _POSITION_PHRASES: dict[str, tuple[str, ...]] = {
     "bottom right": ("in the bottom right", "in the lower right corner", "at the bottom right"),
 }
 
-_COUNT_WORDS = ("no", "one", "two", "three", "four", "five")
+_COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _N_OBJECTS_P = (0.2, 0.3, 0.3, 0.2)  # probabilities of 1, 2, 3, 4 objects
 
 
@@ -369,7 +369,9 @@ def _family_count(objects: Sequence[dict], rng: np.random.Generator) -> str:
 _FAMILIES = (_family_full, _family_attributes, _family_partial, _family_relation, _family_count)
 
 
-def make_captions(objects: Sequence[dict[str, Any]], rng: np.random.Generator, n_captions: int = 5) -> list[str]:
+def make_captions(objects: Sequence[dict[str, Any]], rng: np.random.Generator, n_captions: int = 5,
+                  families: Sequence[Callable[[Sequence[dict], np.random.Generator], str]] = _FAMILIES,
+                  ) -> list[str]:
     """Write ``n_captions`` distinct, true captions of one image.
 
     Parameters
@@ -378,15 +380,18 @@ def make_captions(objects: Sequence[dict[str, Any]], rng: np.random.Generator, n
         The image's object records.
     rng : numpy.random.Generator
     n_captions : int, default=5
+    families : sequence of callables, default: the five families of the module docstring
+        Each writes one caption from ``(objects, rng)``; caption ``i`` comes from family
+        ``i % len(families)``.
 
     Returns
     -------
     list of str
-        One caption per family (cycling through the five families), in random order.
+        One caption per family (cycling through the families), in random order.
     """
     captions: list[str] = []
     for i in range(n_captions):
-        family = _FAMILIES[i % len(_FAMILIES)]
+        family = families[i % len(families)]
         text = family(objects, rng)
         # Rewording is cheap; a few tries almost always give a caption not yet used.
         for attempt in range(20):
@@ -571,37 +576,22 @@ def make_synthetic(
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
     n_train, n_val, n_test = _split_sizes(n_images, splits)
-    split_of = np.empty(n_images, dtype=object)
-    order = np.random.default_rng(seed).permutation(n_images)
-    split_of[order[:n_train]] = "train"
-    split_of[order[n_train : n_train + n_val]] = "val"
-    split_of[order[n_train + n_val :]] = "test"
-
+    split_of = assign_splits(n_images, seed, splits)
     root = Path(output_dir)
-    for name in ("train", "val", "test"):
-        (root / IMAGES_DIR / name).mkdir(parents=True, exist_ok=True)
-
     rows: list[tuple[str, str, str]] = []
     dense: dict[str, str] = {}
     records: dict[str, list] = {}
-    iterator = range(n_images)
-    if verbose:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="synthetic images", unit="img")
-    for i in iterator:
+    for i in progress(range(n_images), verbose, "synthetic images"):
         rng = np.random.default_rng([seed, i])
         objects = sample_objects(rng)
         background = int(rng.integers(85, 171))
         sigma = float(rng.choice([0.0, 0.0, 6.0, 12.0]))
         img = render_image(objects, image_size, background, sigma, rng)
-        rel = f"{split_of[i]}/{i:05d}.png"
-        img.save(root / IMAGES_DIR / rel, compress_level=1)
+        rel = save_image(root, img, split_of[i], i)
         for caption in make_captions(objects, rng):
-            rows.append((rel, caption, str(split_of[i])))
+            rows.append((rel, caption, split_of[i]))
         dense[rel] = dense_caption(objects, noisy_background=sigma > 0)
         records[rel] = objects
-    write_folder(root, rows, dense_captions=dense, objects=records)
 
     meta = {
         "generator": "retrieval.data.synthetic",
@@ -616,9 +606,6 @@ def make_synthetic(
         "sizes": list(SIZES),
         "positions": list(POSITIONS),
     }
-    with open(root / "metadata.json", "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2)
-        fh.write("\n")
     card = _CARD.format(
         version=GENERATOR_VERSION,
         seed=seed,
@@ -632,6 +619,62 @@ def make_synthetic(
         colours=", ".join(COLOURS),
         positions=", ".join(POSITIONS),
     )
-    (root / "README.md").write_text(card, encoding="utf-8")
+    write_set(root, rows, dense, records, meta, card)
     logger.info("synthetic set: %d images (%d/%d/%d) in %s", n_images, n_train, n_val, n_test, root)
     return root
+
+
+def assign_splits(n_units: int, seed: int, splits: Sequence[float] = (0.8, 0.1, 0.1)) -> list[str]:
+    """The split name of each of ``n_units`` images (or image groups), drawn from ``seed``.
+
+    Parameters
+    ----------
+    n_units : int
+    seed : int
+    splits : sequence of three floats, default=(0.8, 0.1, 0.1)
+        Train / val / test fractions.
+
+    Returns
+    -------
+    list of str
+        ``"train"``, ``"val"`` or ``"test"`` per unit, in unit order.
+    """
+    n_train, n_val, _ = _split_sizes(n_units, splits)
+    split_of = np.empty(n_units, dtype=object)
+    order = np.random.default_rng(seed).permutation(n_units)
+    split_of[order[:n_train]] = "train"
+    split_of[order[n_train : n_train + n_val]] = "val"
+    split_of[order[n_train + n_val :]] = "test"
+    return [str(name) for name in split_of]
+
+
+def progress(iterable, verbose: bool, desc: str):
+    """``iterable`` behind a tqdm progress bar when ``verbose``."""
+    if not verbose:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="img")
+
+
+def save_image(root: Path, img: Image.Image, split: str, index: int) -> str:
+    """Write image ``index`` of a generated set as ``images/<split>/<index>.png``; returns the
+    path relative to ``images/``."""
+    rel = f"{split}/{index:05d}.png"
+    path = root / IMAGES_DIR / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, compress_level=1)
+    return rel
+
+
+def write_set(root: Path, rows: list[tuple[str, str, str]], dense: dict[str, str],
+              records: dict[str, list], meta: dict[str, Any], card: str) -> None:
+    """Write the text files of a generated set: the folder format, ``metadata.json`` and the
+    card ``README.md``."""
+    for name in ("train", "val", "test"):
+        (root / IMAGES_DIR / name).mkdir(parents=True, exist_ok=True)
+    write_folder(root, rows, dense_captions=dense, objects=records)
+    with open(root / "metadata.json", "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2)
+        fh.write("\n")
+    (root / "README.md").write_text(card, encoding="utf-8")
