@@ -336,8 +336,14 @@ def test_split_is_made_once_and_shared_under_two_gloo_processes(synthetic,
                                    one["method"]["_extra_state"][key])
     history_one, history_two = (json.loads(h["history"]) for h in (one, two))
     for a, b in zip(history_one, history_two):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3, abs=1e-3)
         assert b.get("pcsr_A_clean") == a.get("pcsr_A_clean")
+        assert b.get("pcsr_B_refinable") == a.get("pcsr_B_refinable")
+        if a.get("train_refined_match_A", 0.0) == 0.0 and a.get("train_robust_A", 0.0) == 0.0:
+            assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        # Once a subset loss acts (refinable or ambiguous pairs), each process averages it
+        # over its own share of the batch, as DDP does with every loss: with unequal subset
+        # counts in the two shares that mean differs from the one-process mean (0.8 % on the
+        # refined-match term here), so only the shared split decisions are compared then.
 
 
 def test_weighted_info_nce_and_the_infonce_match_option():
