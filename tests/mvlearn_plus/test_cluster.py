@@ -331,6 +331,19 @@ def test_mpac_labels_move_away_from_a_poor_initialisation():
     assert clustering_accuracy(y, model.labels_) > 0.95
 
 
+def test_mpac_normalized_laplacian_recovers_planted_clusters():
+    views, y = planted_views(n=160, seed=3)
+    model = PartitionAlignmentClustering(n_clusters=4, laplacian="normalized",
+                                         store_graphs=True, random_state=0).fit(views)
+    assert clustering_accuracy(y, model.labels_) > 0.95
+    from mvlearn_plus.graphs import laplacian
+
+    # the spectral term of the objective is the normalised one
+    F, S = model.view_embeddings_[0], model.view_affinities_[0]
+    spectral = np.sum(F * (laplacian(S, normalized=True) @ F))
+    assert 0.0 <= spectral <= 2.0 * F.shape[1]
+
+
 def test_mpac_init_is_checked():
     views, y = planted_views(n=40)
     with pytest.raises(ValueError, match="one label per sample"):
