@@ -181,7 +181,7 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
 
     :meth:`predict` is a toolbox extension: per view the new sample is coded on its nearest
     training samples, its partition row is the code-weighted mean of ``F_v`` and the label
-    follows the ``Y`` rule ``argmax sum_v f_v R_v / w_v``.
+    follows the ``Y`` rule (the exact gain of one move).
 
     References
     ----------
@@ -494,8 +494,11 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         In every view the new sample is coded as a non-negative ridge combination of its
         ``n_neighbors`` nearest training samples; its partition row ``f_v`` is the code-weighted
         mean of the training rows of ``F_v`` (the nearest training row if all codes are zero);
-        the label is ``argmax_j (sum_v f_v R_v / w_v)_j``, the rule of the ``Y`` update. Samples
-        are independent of each other, so ``predict(X_train)`` may differ from ``labels_``.
+        with ``m = sum_v f_v R_v / w_v`` the label is the cluster the ``Y`` update would move it
+        to: ``argmax_j m_j`` for the one-hot indicator, and for the normalised one the exact
+        gain ``argmax_j (s_j + m_j) / sqrt(n_j + 1) - s_j / sqrt(n_j)`` of joining cluster ``j``
+        of the training partition (``s_j``, ``n_j``: its alignment sum and size). Samples are
+        independent of each other, so ``predict(X_train)`` may differ from ``labels_``.
 
         Parameters
         ----------
@@ -521,8 +524,16 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
             rows[total <= 0] = F[idx[total <= 0, 0]]
             scores = scores + rows @ R / w
         if self._normalized_indicator:
-            sizes = np.maximum(np.bincount(self.labels_, minlength=scores.shape[1]), 1)
-            scores = scores / np.sqrt(sizes)[None, :]
+            # The label step's exact gain for one sample joining cluster j of the training
+            # partition: (s_j + m_j) / sqrt(n_j + 1) - s_j / sqrt(n_j).
+            train = sum(F @ R / w for F, R, w in zip(
+                self.view_embeddings_, self.rotations_, self.alignment_weights_))
+            c = train.shape[1]
+            rows = np.arange(train.shape[0])
+            sizes = np.maximum(np.bincount(self.labels_, minlength=c), 1).astype(np.float64)
+            sums = np.bincount(self.labels_, weights=train[rows, self.labels_], minlength=c)
+            scores = (sums[None, :] + scores) / np.sqrt(sizes + 1.0)[None, :] \
+                - (sums / np.sqrt(sizes))[None, :]
         return np.argmax(scores, axis=1).astype(np.int64)
 
 
