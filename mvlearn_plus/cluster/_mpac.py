@@ -59,8 +59,8 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     ``F_v`` by the generalised power iteration, then the alignment block to its fixed point:
     ``R_v`` by orthogonal Procrustes, ``Y`` by the exact label step (every move of a sample to
     another cluster that raises the alignment, with the cluster sizes updated, until none does)
-    and ``w`` in closed form. A fit stops when no label changed and the objective changed by less
-    than ``tol`` relative to its value. Each of ``n_init`` starts begins from random labels and
+    and ``w`` in closed form. A fit stops when the objective changed by less than ``tol``
+    relative to its value. Each of ``n_init`` starts begins from random labels and
     the one with the smallest objective is kept.
 
     Parameters
@@ -95,10 +95,12 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     n_init : int, default=4
         Number of starts with ``init="random"``. Each runs the whole alternation; the start
         with the smallest objective (``objective_``) is kept, never one chosen by its labels.
-    tol : float, default=1e-5
-        Stop when no label changed and ``|J_t - J_{t-1}| / |J_{t-1}| < tol`` for the objective
-        ``J``: relative to the problem's scale, so large problems iterate until the objective
-        settles.
+    tol : float, default=1e-7
+        Stop when ``|J_t - J_{t-1}| / |J_{t-1}| < tol`` for the objective ``J`` (at least two
+        iterations): relative to the problem's scale, so large problems iterate until the
+        objective settles. On the catalogued datasets the relative change falls from about
+        1e-6 to 1e-8 within 3-7 iterations and then stays at the 1e-9 level of the graph
+        step's projection.
     indicator : {"normalized", "one-hot"}, default="normalized"
         Form of ``Y`` in the alignment term. ``"normalized"`` uses ``Y (Y^T Y)^{-1/2}``, which
         has orthonormal columns like every ``F_v R_v``, so ``gamma / beta`` means the same at any
@@ -163,7 +165,7 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     objective_ : float
         Its final value, the criterion that picks the start.
     converged_ : bool
-        Whether the kept start met the ``tol`` rule before ``max_iter``.
+        Whether the kept start met the ``tol`` rule within ``max_iter``.
     algorithm_ : str
     n_views_ : int
     n_features_per_view_ : tuple of int
@@ -240,7 +242,7 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         max_iter: int = 100,
         inner_max_iter: int = 100,
         n_init: int = 4,
-        tol: float = 1e-5,
+        tol: float = 1e-7,
         store_graphs: bool = False,
         indicator: str = "normalized",
         laplacian: str = "unnormalized",
@@ -403,9 +405,11 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
             history.append(self._objective(views, graphs, F_views, rotations, Y, weights))
             logger.debug("mPAC iteration %d: objective %.8g, %d labels changed", t,
                          history[-1], changed)
-            if t >= 2 and changed == 0:
-                # Relative to the objective's own scale, so that a large problem keeps
-                # iterating until its objective settles rather than stopping at a fixed count.
+            if t >= 2:
+                # Relative to the objective's own scale, so that a large problem iterates until
+                # its objective settles. Not "no label changed": at n in the thousands a few
+                # near-tied labels keep flipping while the objective stays flat to 1e-9
+                # (CCV: 23-100 labels per iteration up to max_iter).
                 change = abs(history[-1] - history[-2]) / max(abs(history[-2]), 1e-300)
                 if change < self.tol:
                     converged = True
