@@ -41,15 +41,6 @@ class GramEigen:
         self.lam = lam[keep]
         self.n = n
 
-    def gram(self) -> np.ndarray:
-        """``K`` itself (dense)."""
-        return (self.U * self.lam) @ self.U.T
-
-    def inverse_apply(self, M: np.ndarray, mu: float) -> np.ndarray:
-        """``(K + mu I)^{-1} M``."""
-        UtM = self.U.T @ M
-        return self.U @ (UtM * (1.0 / (self.lam + mu) - 1.0 / mu)[:, None]) + M / mu
-
     def inverse(self, mu: float) -> np.ndarray:
         """``(K + mu I)^{-1}`` as a dense matrix."""
         P = (self.U * (1.0 / (self.lam + mu) - 1.0 / mu)) @ self.U.T
@@ -59,6 +50,19 @@ class GramEigen:
     def ridge_projection(self, mu: float) -> np.ndarray:
         """``(K + mu I)^{-1} K = U diag(lam / (lam + mu)) U^T``."""
         return (self.U * (self.lam / (self.lam + mu))) @ self.U.T
+
+
+def zero_diagonal_correction(Z_hat: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Exact solution of the column-wise ridge problem under ``diag(Z) = 0``.
+
+    With ``Z_hat = P B`` the unconstrained solution and ``P = (K + mu I)^{-1}``, the constrained
+    column ``j`` is ``Z_hat[:, j] - P[:, j] Z_hat[j, j] / P[j, j]`` (one Lagrange multiplier per
+    column); this returns that matrix, whose diagonal is exactly zero.
+    """
+    ratio = np.diag(Z_hat) / np.diag(P)
+    Z = Z_hat - P * ratio[None, :]
+    np.fill_diagonal(Z, 0.0)
+    return Z
 
 
 def symmetrize_nonnegative(Z: np.ndarray) -> np.ndarray:
@@ -117,10 +121,6 @@ class LocalGram:
         coeffs = coeffs / (self.eigenvalues + np.float32(mu))
         return np.einsum("jkm,jm->jk", Q, coeffs).astype(np.float64)
 
-    def quadratic(self, z: np.ndarray) -> np.ndarray:
-        """``z_j^T G_j z_j`` for every query (the reconstruction term ``||X^T z||^2``)."""
-        proj = np.einsum("jkm,jk->jm", self.eigenvectors, z.astype(np.float32, copy=False))
-        return np.einsum("jm,jm->j", proj * self.eigenvalues, proj).astype(np.float64)
 
 
 def columns_to_sparse(
@@ -222,8 +222,7 @@ def ridge_with_prior_zero_diagonal(
 
     The unconstrained solution is ``Z_hat = P (K + c Z_prior)`` with ``P = (K + mu I)^{-1}``
     (``mu`` already includes the prior's quadratic weight); the zero-diagonal solution subtracts
-    ``P diag(Z_hat_jj / P_jj)`` (one Lagrange multiplier per column; the result's diagonal is
-    exactly zero). Everything is applied
+    ``P diag(Z_hat_jj / P_jj)`` (:func:`zero_diagonal_correction`). Everything is applied
     through the eigendecomposition, ``O(n^2 r)``, without forming ``P``.
     """
     U, lam = eig.U, eig.lam

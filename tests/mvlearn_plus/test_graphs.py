@@ -221,8 +221,13 @@ def test_knn_search_approximate_index_is_close_to_exact_and_deterministic():
     assert np.mean(y[idx] == y[:, None]) > 0.95
 
 
-def test_knn_search_approximate_probes_enough_lists_for_the_recall_target():
+def test_knn_search_approximate_probes_enough_lists_for_the_recall_target(monkeypatch):
     pytest.importorskip("faiss")
+    import mvlearn_plus.graphs as graphs
+
+    # Here the target needs 1/8 of the lists, where the exact search is cheaper (below); allow
+    # the index any fraction to test its calibration.
+    monkeypatch.setattr(graphs, "IVF_MAX_PROBE_FRACTION", 1.0)
     # Isotropic 24-dimensional blobs with 512 inverted lists: 16 probed lists find well under
     # 90 % of the true neighbours, so the number of probes is what decides the recall.
     rng = np.random.RandomState(0)
@@ -240,6 +245,13 @@ def test_knn_search_approximate_probes_enough_lists_for_the_recall_target():
     # the exact query search finds the point itself first; the self-search list excludes it
     recall = np.mean([np.intersect1d(f, e[1:]).size / 9 for f, e in zip(found, exact)])
     assert recall >= 0.85, recall
+    # With the default fraction, a target that needs over 10 % of the lists is searched exactly.
+    monkeypatch.undo()
+    fallback = {}
+    exact_all, _ = knn_search(X, 10, method="exact")
+    np.testing.assert_array_equal(knn_search(X, 10, method="approximate", info=fallback)[0],
+                                  exact_all)
+    assert fallback["method"] == "exact" and "faster" in fallback["reason"]
 
 
 def test_knn_search_auto_switches_to_the_index_above_the_threshold(monkeypatch):
