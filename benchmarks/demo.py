@@ -1,8 +1,7 @@
 """The README's main job: every clustering estimator against baselines on real benchmark data (downloaded on first use).
 
 1. MGF and mPAC against k-means and spectral clustering on four catalogued datasets: a table of
-   ACC / NMI / ARI / pairwise F (mean ± std over 3 seeds) and fit times, and a bar chart. On
-   Handwritten (the largest) MGF and mPAC run their kNN path, as the table says. A
+   ACC / NMI / ARI / pairwise F (mean ± std over 3 seeds) and fit times, and a bar chart. A
    ``LabelFreeSelector`` row (one seed: it fits eight or nine candidates) shows which clustering the
    label-free selection picks on each dataset.
 2. The deep estimators, one seed each: MGBCC on BBCSport (its defaults) and VGMGC on the ACM
@@ -22,16 +21,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (Method, load_preprocessed, markdown_table, plot_scores,
+from _common import (load_preprocessed, markdown_table, plot_scores,
                      regularized_spectral_clustering, run_benchmark)
 
 DATASETS = ["bbcsport", "3sources", "webkb", "handwritten"]
 METHODS = ["MGF", "mPAC", "k-means (concat)", "spectral (concat)"]
-#: Datasets on which MGF and mPAC run their kNN path (``algorithm="knn"``) to keep the demo
-#: short: on Handwritten (2000 samples, 6 views) the dense path takes about 20 s a fit on
-#: 2 cores. The table names the path in the dataset column.
-KNN_PATH_DATASETS = {"handwritten"}
-KNN_LABEL = "{} (MGF, mPAC: kNN path)"
+#: Datasets on which the selector leaves out its dense candidates to keep the demo short: on
+#: Handwritten (2000 samples, 6 views) a dense fit takes about 20 s on 2 cores. The text under
+#: the table says so.
+SELECTOR_KNN_ONLY = {"handwritten"}
 #: Datasets of the deep part (MGBCC on BBCSport, VGMGC on ACM).
 DEEP_DATASETS = ["acm"]
 
@@ -39,11 +37,11 @@ DEEP_DATASETS = ["acm"]
 SELECTOR = "LabelFreeSelector (seed 0)"
 
 
-def run_selector(dataset: str, knn_path: bool) -> tuple[dict, str]:
-    """LabelFreeSelector with its default candidates, one seed (it fits all 9 of them).
+def run_selector(dataset: str, knn_only: bool) -> tuple[dict, str]:
+    """LabelFreeSelector with its default candidates, one seed (it fits all of them).
 
-    On the kNN-path datasets the dense candidates are left out, as for the rows above.
-    Returns the table record and the name of the candidate it picked.
+    With ``knn_only`` the dense candidates are left out. Returns the table record and the name
+    of the candidate it picked.
     """
     from _common import _record
 
@@ -51,13 +49,9 @@ def run_selector(dataset: str, knn_path: bool) -> tuple[dict, str]:
 
     views, y, data = load_preprocessed(dataset)
     candidates = default_candidates(y.size)
-    if knn_path:
+    if knn_only:
         candidates = [(name, est) for name, est in candidates
-                      if est.get_params().get("algorithm", "knn") != "dense"
-                      and name != "MGF (kNN path)"]
-        candidates = [(name, est.set_params(algorithm="knn"))
-                      if "algorithm" in est.get_params() else (name, est)
-                      for name, est in candidates]
+                      if est.get_params().get("algorithm", "knn") != "dense"]
     start = time.perf_counter()
     selector = LabelFreeSelector(n_clusters=data.n_clusters, estimators=candidates,
                                  random_state=0).fit(views)
@@ -66,29 +60,16 @@ def run_selector(dataset: str, knn_path: bool) -> tuple[dict, str]:
 
 
 def run_spectral_part(seeds):
-    """MGF, mPAC and the baselines on DATASETS, and LabelFreeSelector (one seed); records with
-    the kNN-path datasets relabelled, and what the selector picked per dataset label."""
-    from mvlearn_plus.cluster import MultiGraphFusionClustering, PartitionAlignmentClustering
-
-    def knn_path(cls):
-        return lambda views, c, seed: cls(n_clusters=c, random_state=seed,
-                                          algorithm="knn").fit_predict(views)
-
-    knn_methods = {"MGF": Method("MGF", knn_path(MultiGraphFusionClustering)),
-                   "mPAC": Method("mPAC", knn_path(PartitionAlignmentClustering))}
+    """MGF, mPAC and the baselines on DATASETS, and LabelFreeSelector (one seed); the records,
+    the dataset labels and what the selector picked per dataset."""
     records = []
     picks = {}
     for dataset in DATASETS:
-        knn = dataset in KNN_PATH_DATASETS
-        part = run_benchmark([dataset], METHODS, seeds, extra_methods=knn_methods if knn else None)
-        selector_record, picks[dataset] = run_selector(dataset, knn)
+        part = run_benchmark([dataset], METHODS, seeds)
+        selector_record, picks[dataset] = run_selector(dataset, dataset in SELECTOR_KNN_ONLY)
         part.append(selector_record)
-        if knn:
-            for record in part:
-                record["dataset"] = KNN_LABEL.format(dataset)
         records += part
-    labels = [KNN_LABEL.format(d) if d in KNN_PATH_DATASETS else d for d in DATASETS]
-    return records, labels, picks
+    return records, list(DATASETS), picks
 
 
 def fetch_data(names: list[str]) -> None:
@@ -222,8 +203,8 @@ def main() -> None:
     text = (
         f"# mvlearn-plus demo: {args.seeds} seeds, mean ± std, bold = best non-oracle\n\n"
         f"{table}\n\n{SELECTOR}: fits its default candidates (MGF and mPAC variants, k-means "
-        "and kNN spectral clustering on the concatenation; on the kNN-path dataset the dense ones "
-        "are left out) and keeps the best by label-free criteria, without reading the labels. "
+        "and kNN spectral clustering on the concatenation; on "
+        + ", ".join(sorted(SELECTOR_KNN_ONLY)) + " the dense ones are left out for time) and keeps the best by label-free criteria, without reading the labels. "
         "It picked: " + "; ".join(f"{d}: {name}" for d, name in picks.items()) + ".\n\n"
         f"Spectral estimators, baselines and selector: {spectral_time:.0f} s.\n"
     )
