@@ -91,7 +91,8 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
     knn_method : {"auto", "exact", "approximate"}, default="auto"
         How the neighbour lists are searched (:func:`mvlearn_plus.graphs.knn_search`):
         ``"approximate"`` uses a FAISS inverted-file index that probes enough lists for a
-        measured recall@k of 0.9, ``"exact"`` a brute-force search; ``"auto"`` is approximate
+        measured recall@k of 0.9 (or searches exactly when that needs over 10 % of the lists),
+        ``"exact"`` a brute-force search; ``"auto"`` is approximate
         above 50,000 samples when FAISS is installed. Exact search
         costs ``O(n^2 d)`` time, about 80 minutes a view at n = 1,000,000 on 2 cores.
     max_iter : int, default=50
