@@ -564,12 +564,13 @@ class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, Bas
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                # Detached tensors: run_epochs reads them in one transfer per log interval.
                 return {
-                    "loss": float(loss.detach()),
-                    "feature": float(out["feature"].detach()),
-                    "graph_kl": float(graph_kl.detach()),
-                    "graph_reconstruction": float(out["reconstruction"].detach()),
-                    "clustering": float(clustering.detach()),
+                    "loss": loss.detach(),
+                    "feature": out["feature"].detach(),
+                    "graph_kl": graph_kl.detach(),
+                    "graph_reconstruction": torch.as_tensor(out["reconstruction"]).detach(),
+                    "clustering": clustering.detach(),
                     "kl_weight": kl_weight,
                     "edges": out["edges"],
                 }
