@@ -157,9 +157,9 @@ def top_k_per_row_t(edges: "EdgeSet", scores, k: int):
     order = torch.sort(scores, descending=True, stable=True).indices
     order = order[torch.sort(edges.rows[order], stable=True).indices]
     rank = torch.arange(order.numel(), device=scores.device) - edges.crow[edges.rows[order]]
-    keep = torch.zeros(order.numel(), dtype=torch.bool, device=scores.device)
-    keep[order[rank < k]] = True
-    return keep
+    # keep[order[i]] = rank[i] < k, as a scatter (a boolean index would wait for the device)
+    return torch.zeros(order.numel(), dtype=torch.bool, device=scores.device).scatter_(
+        0, order, rank < k)
 
 
 def sorted_contains(sorted_keys, keys):
