@@ -4,8 +4,9 @@ Builds the synthetic attributed multi-graph of ``deep_scaling.py`` (three SBM gr
 binary features, 10 clusters) at ``--n`` nodes, fits VGMGC (``algorithm="sparse"``, defaults
 otherwise) for ``--epochs`` epochs (half of them pretraining, so both phases are timed) and
 prints the set-up time (data preparation before the first epoch) and the median and mean
-seconds per epoch. ``--sparse-features`` passes the features as a CSR matrix; ``--degree``
-sets the average degree of the graph views (a dense graph exercises the fixed operator).
+seconds per epoch. ``--sparse-features`` passes the features as a CSR matrix, ``--words`` sets their
+width (wider than the 512-wide hidden layer, sparse features stay sparse); ``--degree`` sets
+the average degree of the graph views.
 
 Usage::
 
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sparse-features", action="store_true")
     parser.add_argument("--degree", type=int, default=None)
+    parser.add_argument("--words", type=int, default=None,
+                        help="feature columns (default 100, as in deep_scaling.py)")
     args = parser.parse_args()
 
     import scipy.sparse as sp
@@ -53,6 +56,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     if args.degree is not None:
         deep_scaling.GRAPH_DEGREE = args.degree
+    if args.words is not None:
+        deep_scaling.N_WORDS = args.words
     X, graphs, _ = deep_scaling.make_graph_data(args.n, args.seed)
     if args.sparse_features:
         X = sp.csr_matrix(X)
@@ -79,7 +84,7 @@ def main() -> None:
     total = time.perf_counter() - start
     print(json.dumps({
         "n": args.n, "epochs": args.epochs, "sparse_features": args.sparse_features,
-        "degree": args.degree or deep_scaling.GRAPH_DEGREE,
+        "degree": args.degree or deep_scaling.GRAPH_DEGREE, "words": deep_scaling.N_WORDS,
         "threads": torch.get_num_threads(), "fit_s": round(total, 2),
         "setup_s": round(marks["first_epoch"] - start, 2),
         "epoch_median_s": round(float(np.median(times)), 3),
