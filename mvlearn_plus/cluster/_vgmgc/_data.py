@@ -187,7 +187,7 @@ def propagation_operator(graph, normalization):
 
 
 def propagate_fixed(operator, features, order):
-    """``Prop(X, P)`` for a fixed operator, once, in torch (float32, sparse ``P`` at any density)."""
+    """``Prop(X, P)`` for a fixed operator, once (float32; ``P`` sparse at any density)."""
     return propagate(sparse_operator(operator, features.device), features, order)
 
 

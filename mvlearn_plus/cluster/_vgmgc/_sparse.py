@@ -34,7 +34,7 @@ from mvlearn_plus.cluster._edges import (
     sorted_contains,
     top_k_per_row_t,
 )
-from mvlearn_plus.cluster._torch import import_torch, to_tensor
+from mvlearn_plus.cluster._torch import import_torch
 from mvlearn_plus.cluster._vgmgc._objective import (
     bernoulli_kl,
     pair_count,
