@@ -14,6 +14,8 @@ Everything here is written once and used by MGF and mPAC (and later methods):
 * :func:`personalized_pagerank` -- a sparse top-k personalised PageRank graph (the second view of
   the citation graphs).
 * :func:`add_self_loops`, :func:`row_normalize_graph` -- propagation operators.
+* :func:`propagate_features` -- node features smoothed over graphs, ``sum_v S_v^k X`` with
+  ``S_v = D^{-1/2} (A_v + I) D^{-1/2}`` (the fixed filter of SGC and AGC [6]_, [7]_).
 
 References
 ----------
@@ -28,6 +30,10 @@ References
    feature views (spec 4.5).
 .. [5] J. Klicpera, A. Bojchevski, S. Günnemann. "Predict then propagate: graph neural networks
    meet personalized PageRank." ICLR 2019.
+.. [6] F. Wu, A. Souza, T. Zhang, C. Fifty, T. Yu, K. Weinberger. "Simplifying graph
+   convolutional networks." ICML 2019 (SGC).
+.. [7] X. Zhang, H. Liu, Q. Li, X.-M. Wu. "Attributed graph clustering via adaptive graph
+   convolution." IJCAI 2019 (AGC: a ``k``-step low-pass filter, then clustering).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ __all__ = [
     "personalized_pagerank",
     "add_self_loops",
     "row_normalize_graph",
+    "propagate_features",
     "DENSE_EIGEN_MAX_SAMPLES",
 ]
 
@@ -783,3 +790,73 @@ def personalized_pagerank(
     P = P.maximum(P.T).tocsr()
     P.sort_indices()
     return P
+
+
+#: :func:`propagate_features` continues with a dense ``n x d`` block once a sparse product has
+#: filled in more than this fraction of its entries.
+_FILLED_FRACTION = 0.25
+
+
+def propagate_features(graphs, X: ArrayOrSparse, *, n_steps: int = 2) -> ArrayOrSparse:
+    """Features smoothed over every graph view: ``sum_v S_v^k X``.
+
+    ``S_v = D_v^{-1/2} (A_v + I) D_v^{-1/2}`` is the symmetrically normalised adjacency of
+    view ``v`` with self-loops (:func:`add_self_loops`: ``A + I`` on a graph without loops; a
+    weighted graph's loops are weighted like each node's strongest edge), the fixed low-pass
+    filter of SGC [6]_ and AGC [7]_; clustering the views' summed filtered features is the
+    simplest label-free propagation baseline for attributed multi-view graphs. Only sparse
+    matrix products are used: ``O(k sum_v nnz(A_v) d)`` time and no ``n x n`` dense matrix.
+
+    Parameters
+    ----------
+    graphs : sparse matrix or list of sparse matrices of shape (n_samples, n_samples)
+        Non-negative adjacency matrices over the same nodes (one per view).
+    X : array-like or sparse matrix of shape (n_samples, n_features)
+        Node features shared by every view.
+    n_steps : int, default=2
+        Propagation steps ``k`` (``0`` returns ``V X``).
+
+    Returns
+    -------
+    propagated : ndarray or csr_matrix of shape (n_samples, n_features)
+        Dense when ``X`` is dense, CSR when ``X`` is sparse (propagation fills it in: about
+        ``min(d, degree^k nnz per row)`` entries per row).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from mvlearn_plus.graphs import propagate_features
+    >>> A = sp.csr_matrix(np.array([[0, 1], [1, 0]], dtype=float))
+    >>> propagate_features([A], np.array([[1.0], [0.0]]), n_steps=1)
+    array([[0.5],
+           [0.5]])
+    """
+    if sp.issparse(graphs):
+        graphs = [graphs]
+    graphs = list(graphs)
+    if not graphs:
+        raise ValueError("propagate_features needs at least one graph.")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+        raise ValueError(f"n_steps={n_steps!r} must be a non-negative integer.")
+    sparse_input = sp.issparse(X)
+    features = sp.csr_matrix(X, dtype=np.float64) if sparse_input else np.asarray(
+        X, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {features.shape}.")
+    n = features.shape[0]
+    total = None
+    for index, graph in enumerate(graphs):
+        if graph.shape != (n, n):
+            raise ValueError(
+                f"graph {index} has shape {graph.shape}; expected ({n}, {n}) to match X."
+            )
+        operator = normalized_adjacency(add_self_loops(graph))
+        result = features
+        for _ in range(int(n_steps)):
+            result = operator @ result
+            if sp.issparse(result) and result.nnz > _FILLED_FRACTION * np.prod(result.shape):
+                # Filled in: a sparse-times-dense product is then several times faster than
+                # sparse-times-sparse (ACM's 730-neighbour graph: 22 s -> a few seconds).
+                result = result.toarray()
+        total = result if total is None else total + result
+    return sp.csr_matrix(total) if sparse_input else np.asarray(total)

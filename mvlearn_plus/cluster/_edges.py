@@ -40,17 +40,46 @@ class EdgeSet:
         cols = np.asarray(cols, dtype=np.int64)
         order = np.lexsort((cols, rows))
         rows, cols = rows[order], cols[order]
+        self._set(torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device),
+                  n, device)
+        self._rows_np, self._cols_np = rows, cols
+
+    def _set(self, rows, cols, n, device):
+        """Pointers and the transpose's order, on the device (``rows, cols`` sorted)."""
         self.n = int(n)
         self.device = device
-        self.size = int(rows.size)
-        self.rows_np, self.cols_np = rows, cols
-        self.rows = torch.as_tensor(rows, device=device)
-        self.cols = torch.as_tensor(cols, device=device)
-        self.crow = torch.as_tensor(_pointers(rows, n), device=device)
-        transposed = np.lexsort((rows, cols))
-        self.t_perm = torch.as_tensor(transposed, device=device)
-        self.t_crow = torch.as_tensor(_pointers(cols[transposed], n), device=device)
-        self.t_cols = torch.as_tensor(rows[transposed], device=device)
+        self.size = int(rows.numel())
+        self.rows, self.cols = rows, cols
+        self.crow = _pointers_t(rows, self.n)
+        # A stable sort by column of the row-sorted edges orders them by (column, row).
+        transposed = torch.sort(cols, stable=True).indices
+        self.t_perm = transposed
+        self.t_crow = _pointers_t(cols[transposed], self.n)
+        self.t_cols = rows[transposed]
+        self._rows_np = self._cols_np = None
+
+    @classmethod
+    def from_sorted(cls, rows, cols, n: int) -> "EdgeSet":
+        """Edges from device tensors already sorted by row then column (no host work)."""
+        edges = cls.__new__(cls)
+        edges._set(rows, cols, n, rows.device)
+        return edges
+
+    @property
+    def rows_np(self) -> np.ndarray:
+        if self._rows_np is None:
+            self._rows_np = self.rows.cpu().numpy()
+        return self._rows_np
+
+    @property
+    def cols_np(self) -> np.ndarray:
+        if self._cols_np is None:
+            self._cols_np = self.cols.cpu().numpy()
+        return self._cols_np
+
+    def keys(self):
+        """Pair keys ``row * n + col`` (sorted), on the device."""
+        return self.rows * self.n + self.cols
 
     @classmethod
     def from_csr(cls, matrix, device) -> "EdgeSet":
@@ -75,6 +104,14 @@ class EdgeSet:
         if index.size > 1 and np.any(np.diff(index) <= 0):
             raise ValueError("subset positions must be strictly increasing")
         return EdgeSet(self.rows_np[index], self.cols_np[index], self.n, self.device)
+
+    def subset_where(self, mask) -> "EdgeSet":
+        """The edges where the boolean device tensor ``mask`` holds, built on the device."""
+        return EdgeSet.from_sorted(self.rows[mask], self.cols[mask], self.n)
+
+    def subset_at(self, index) -> "EdgeSet":
+        """The edges at the strictly increasing positions ``index`` (a device tensor)."""
+        return EdgeSet.from_sorted(self.rows[index], self.cols[index], self.n)
 
     def reverse_index(self) -> np.ndarray:
         """For a symmetric edge set: position of edge ``(j, i)`` for every edge ``(i, j)``."""
@@ -110,9 +147,32 @@ def top_k_per_row(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, k: int
     return keep
 
 
-def _pointers(sorted_rows: np.ndarray, n: int) -> np.ndarray:
-    counts = np.bincount(sorted_rows, minlength=n)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+def top_k_per_row_t(edges: "EdgeSet", scores, k: int):
+    """:func:`top_k_per_row` on the device: each row's ``k`` highest-scoring edges.
+
+    Same order of ties (lower column first): the edges are sorted by (row, column), a stable
+    descending sort by score keeps that order among equal scores, and a stable sort by row
+    then groups the rows.
+    """
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[torch.sort(edges.rows[order], stable=True).indices]
+    rank = torch.arange(order.numel(), device=scores.device) - edges.crow[edges.rows[order]]
+    # keep[order[i]] = rank[i] < k, as a scatter (a boolean index would wait for the device)
+    return torch.zeros(order.numel(), dtype=torch.bool, device=scores.device).scatter_(
+        0, order, rank < k)
+
+
+def sorted_contains(sorted_keys, keys):
+    """Whether each of ``keys`` is in the sorted 1-D tensor ``sorted_keys`` (on the device)."""
+    if sorted_keys.numel() == 0:
+        return torch.zeros(keys.shape, dtype=torch.bool, device=keys.device)
+    hit = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
+    return sorted_keys[hit] == keys
+
+
+def _pointers_t(sorted_rows, n: int):
+    counts = torch.bincount(sorted_rows, minlength=n)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
 
 def _dots(A, B, edges: EdgeSet):

@@ -128,35 +128,72 @@ def to_tensor(array: np.ndarray, device, dtype=None):
     return torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 
+#: :func:`run_epochs` reads the scalars of this many epochs at once: a record may hold tensors
+#: still on the device, and reading each epoch's would wait for the device every epoch.
+LOG_INTERVAL = 10
+
+
 def run_epochs(
     n_epochs: int,
-    train_epoch: Callable[[int], Dict[str, float]],
+    train_epoch: Callable[[int], Dict[str, Any]],
     *,
     desc: str,
     verbose: Any,
+    log_interval: int = LOG_INTERVAL,
 ) -> List[Dict[str, float]]:
     """Run ``train_epoch(epoch)`` for ``epoch = 0 .. n_epochs - 1`` and return its records.
 
-    ``train_epoch`` returns a dict of floats with at least ``"loss"``; the progress bar (shown
-    when ``verbose``) displays the current loss, and every record is also logged at DEBUG level.
-    A non-finite loss stops training with a ``FloatingPointError`` that names the epoch.
+    ``train_epoch`` returns a dict with at least ``"loss"``; values are floats or 0-d tensors
+    (detached, possibly on the device). Tensors are read to floats once every ``log_interval``
+    epochs and after the last one, in one transfer, so the epoch loop never waits for the
+    device. The progress bar (shown when ``verbose``) displays the latest read loss, and every
+    record is also logged at DEBUG level. A non-finite loss stops training with a
+    ``FloatingPointError`` that names the epoch, at the read that sees it (at most
+    ``log_interval - 1`` epochs later).
     """
     from tqdm.auto import tqdm
 
     history: List[Dict[str, float]] = []
+    pending: List[Dict[str, Any]] = []
     bar = tqdm(range(n_epochs), desc=desc, disable=not verbose, leave=False)
+
+    def read_pending() -> None:
+        records = _read_scalars(pending)
+        for offset, record in enumerate(records):
+            epoch = len(history)
+            if not math.isfinite(record["loss"]):
+                raise FloatingPointError(
+                    f"{desc}: the training loss became {record['loss']} at epoch {epoch}; "
+                    "lower the learning rate or check the input scaling."
+                )
+            history.append(record)
+            logger.debug("%s epoch %d: %s", desc, epoch, record)
+        pending.clear()
+        if history:
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4g}")
+
     for epoch in bar:
-        record = {key: float(value) for key, value in train_epoch(epoch).items()}
-        if not math.isfinite(record["loss"]):
-            raise FloatingPointError(
-                f"{desc}: the training loss became {record['loss']} at epoch {epoch}; lower the "
-                "learning rate or check the input scaling."
-            )
-        history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.4g}")
-        logger.debug("%s epoch %d: %s", desc, epoch, record)
+        pending.append(train_epoch(epoch))
+        if len(pending) >= max(int(log_interval), 1) or epoch == n_epochs - 1:
+            read_pending()
     bar.close()
     return history
+
+
+def _read_scalars(records: List[Dict[str, Any]]) -> List[Dict[str, float]]:
+    """The records with every value as a float; tensors are read in one transfer per device."""
+    tensors = [value for record in records for value in record.values() if hasattr(value, "detach")]
+    read: Dict[int, float] = {}
+    if tensors:
+        torch = import_torch("mvlearn_plus")
+        by_device: Dict[Any, list] = {}
+        for tensor in tensors:
+            by_device.setdefault(tensor.device, []).append(tensor)
+        for group in by_device.values():
+            stacked = torch.stack([t.detach().reshape(()).to(torch.float64) for t in group])
+            read.update(zip(map(id, group), stacked.cpu().tolist()))
+    return [{key: (read[id(value)] if hasattr(value, "detach") else float(value))
+             for key, value in record.items()} for record in records]
 
 
 #: The restart rule compares the mean training loss over this many final epochs (a single

@@ -475,9 +475,10 @@ def test_vgmgc_sampled_pairs_avoid_the_excluded_set():
     _, graphs, _ = planted_graphs(n=60)
     pattern = binary_pattern(graphs[0])
     coo = pattern.tocoo()
-    keys = np.sort(coo.row.astype(np.int64) * 60 + coo.col)
+    keys = torch.as_tensor(np.sort(coo.row.astype(np.int64) * 60 + coo.col))
     torch.manual_seed(0)
-    rows, cols = sample_pairs_outside(60, keys, 2000)
+    pairs = sample_pairs_outside(60, keys, 2000, torch.device("cpu"))
+    rows, cols = pairs.rows_np, pairs.cols_np
     assert rows.size > 1000
     assert not pattern.toarray()[rows, cols].any()
     assert np.all(rows != cols)

@@ -15,6 +15,7 @@ from mvlearn_plus.graphs import (
     normalized_adjacency,
     pkn_graph,
     polar_factor,
+    propagate_features,
     spectral_embedding,
 )
 
@@ -296,3 +297,45 @@ def test_exact_knn_lists_do_not_depend_on_faiss():
         a = knn_search(Y, 6, query=Y[:50] + 0.05, backend=backend_pair[0])
         b = knn_search(Y, 6, query=Y[:50] + 0.05, backend=backend_pair[1])
         np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_propagate_features_matches_dense_powers_and_keeps_sparse_input_sparse():
+    rng = np.random.RandomState(0)
+    n = 30
+    graphs = []
+    for density in (0.1, 0.3):
+        A = sp.random(n, n, density=density, random_state=rng, format="csr")
+        A = A.maximum(A.T)
+        A.setdiag(0.0)
+        A.eliminate_zeros()
+        graphs.append(A.tocsr())
+    X = rng.rand(n, 5)
+    expected = np.zeros_like(X)
+    for A in graphs:
+        dense = A.toarray()
+        strongest = dense.max(axis=1)
+        looped = dense + np.diag(np.where(strongest > 0, strongest, 1.0))
+        scale = 1.0 / np.sqrt(looped.sum(axis=1))
+        S = scale[:, None] * looped * scale[None, :]
+        expected += S @ S @ X
+    np.testing.assert_allclose(propagate_features(graphs, X, n_steps=2), expected, rtol=1e-12)
+    sparse_result = propagate_features(graphs, sp.csr_matrix(X), n_steps=2)
+    assert sp.issparse(sparse_result)
+    np.testing.assert_allclose(sparse_result.toarray(), expected, rtol=1e-12)
+    # k = 0 is V X; a binary graph gets exactly A + I
+    np.testing.assert_allclose(propagate_features(graphs, X, n_steps=0), 2 * X)
+    path = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float))
+    looped = path.toarray() + np.eye(3)
+    d = looped.sum(axis=1)
+    np.testing.assert_allclose(propagate_features(path, np.eye(3), n_steps=1),
+                               looped / np.sqrt(np.outer(d, d)))
+
+
+def test_propagate_features_errors():
+    A = sp.identity(4, format="csr")
+    with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
+        propagate_features([A], np.ones((3, 2)))
+    with pytest.raises(ValueError, match="n_steps"):
+        propagate_features([A], np.ones((4, 2)), n_steps=-1)
+    with pytest.raises(ValueError, match="at least one graph"):
+        propagate_features([], np.ones((4, 2)))

@@ -144,3 +144,77 @@ def test_restarts_keep_the_lowest_final_loss(monkeypatch):
     alone = VariationalGraphGeneratorClustering(n_clusters=3, random_state=0, **SMALL)
     np.testing.assert_array_equal(alone.fit(X, graphs=graphs).embedding_, model.embedding_)
     np.testing.assert_array_equal(alone.labels_, model.labels_)
+
+
+def _wide_sparse_features(n, seed=0):
+    """Block-model graphs with 120 sparse, untied (continuous) feature columns."""
+    X, graphs, y = block_model(n=n, seed=seed)
+    rng = np.random.RandomState(seed + 1)
+    extra = (rng.rand(n, 80) < 0.05).astype(float)
+    return np.hstack([X, extra]) * rng.rand(n, 120), graphs, y
+
+
+@pytest.mark.parametrize("algorithm", ["dense", "sparse"])
+def test_sparse_features_stay_sparse_and_fit_like_dense_features(algorithm):
+    from mvlearn_plus.cluster._vgmgc._data import SparseFeatures
+
+    X, graphs, _ = _wide_sparse_features(150)
+    params = dict(SMALL, n_clusters=3, max_epochs=6, pretrain_epochs=3, dropout=0.0,
+                  algorithm=algorithm, random_state=0)
+    estimator = VariationalGraphGeneratorClustering(**params)
+    problem = Problem(estimator, [sp.csr_matrix(X)] * 2, sp.csr_matrix(X), graphs, 3,
+                      torch.device("cpu"), Schedule.backend(estimator, algorithm, "cpu"))
+    # wider than the hidden layer: sparse on the device, and the fixed propagation runs on
+    # the projected features (no n x d block)
+    assert isinstance(problem.shared_input, SparseFeatures)
+    assert all(isinstance(x, SparseFeatures) for x in problem.inputs + problem.targets)
+    assert problem.fixed == [None, None]
+    dense = VariationalGraphGeneratorClustering(**params).fit(X, graphs=graphs)
+    sparse = VariationalGraphGeneratorClustering(**params).fit(sp.csr_matrix(X), graphs=graphs)
+    for a, b in zip(dense.loss_history_, sparse.loss_history_):
+        for key in ("loss", "feature", "graph_kl", "graph_reconstruction"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6)
+    assert adjusted_rand_score(dense.labels_, sparse.labels_) == 1.0
+
+
+def test_fixed_operator_is_sparse_at_any_density():
+    from mvlearn_plus.cluster._vgmgc._data import propagate_fixed, propagation_operator
+
+    rng = np.random.RandomState(0)
+    n = 60
+    upper = np.triu(rng.rand(n, n) < 0.3, 1)  # 30 % dense: used to become a dense n x n
+    graph = sp.csr_matrix((upper | upper.T).astype(float))
+    operator = propagation_operator(graph, "row")
+    X = torch.as_tensor(rng.rand(n, 5), dtype=torch.float32)
+    P = operator.toarray()
+    expected = X.numpy().astype(np.float64)
+    for _ in range(3):
+        expected = P @ expected + X.numpy()
+    result = propagate_fixed(operator, X, 3)
+    assert result.layout == torch.strided
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-5)
+
+
+def test_device_top_k_matches_the_host_rule_with_ties():
+    from mvlearn_plus.cluster._edges import EdgeSet, top_k_per_row, top_k_per_row_t
+
+    rng = np.random.RandomState(0)
+    pattern = sp.random(40, 40, density=0.3, random_state=rng, format="csr")
+    edges = EdgeSet.from_csr(pattern, torch.device("cpu"))
+    scores = rng.randint(0, 4, edges.size).astype(np.float32)  # many ties
+    for k in (1, 3, 50):
+        expected = top_k_per_row(edges.rows_np, edges.cols_np, scores, k)
+        got = top_k_per_row_t(edges, torch.as_tensor(scores), k).numpy()
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_run_epochs_reads_device_scalars_in_batches_and_names_a_non_finite_epoch():
+    from mvlearn_plus.cluster._torch import run_epochs
+
+    history = run_epochs(7, lambda e: {"loss": torch.tensor(float(e)), "weight": 0.5},
+                         desc="t", verbose=False, log_interval=3)
+    assert [r["loss"] for r in history] == list(range(7))
+    assert all(isinstance(r["loss"], float) and r["weight"] == 0.5 for r in history)
+    with pytest.raises(FloatingPointError, match="at epoch 4"):
+        run_epochs(9, lambda e: {"loss": torch.tensor(float("nan") if e == 4 else 1.0)},
+                   desc="t", verbose=False, log_interval=3)

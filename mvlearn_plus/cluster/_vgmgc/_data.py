@@ -1,4 +1,12 @@
-"""Data preparation: features, targets and graph operators, built once per fit."""
+"""Data preparation: features, targets and graph operators, built once per fit.
+
+Nothing here builds a dense ``n x n`` matrix: the fixed propagation operators are sparse at
+every density. A sparse feature view wider than the hidden layer stays sparse on the device
+(:class:`SparseFeatures`): the first layer that reads it is a sparse matrix product, its
+decoder's target enters the loss through its non-zeros (:func:`feature_loss`), and its fixed
+propagation ``Prop(X, P) W^T`` runs as ``Prop(X W^T, P)`` (linear maps commute with
+propagation) when that costs less than the dense ``n x d`` block it would otherwise need.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize as sk_normalize
 
-from mvlearn_plus.cluster._edges import EdgeSet, edge_dot, top_k_per_row
+from mvlearn_plus.cluster._edges import EdgeSet, edge_dot, quiet_sparse_csr, top_k_per_row
 from mvlearn_plus.cluster._torch import import_torch, to_tensor
 from mvlearn_plus.graphs import (
     add_self_loops,
@@ -17,10 +25,7 @@ from mvlearn_plus.graphs import (
 from mvlearn_plus.preprocessing import minmax_apply, minmax_bounds
 
 torch = import_torch("VariationalGraphGeneratorClustering")
-
-#: A fixed propagation operator denser than this fraction of ``n^2`` is multiplied as a dense
-#: matrix (faster than a sparse product at that density).
-_DENSE_OPERATOR_FRACTION = 0.05
+F = torch.nn.functional
 
 
 class Problem:
@@ -41,20 +46,121 @@ class Problem:
             if id(view) not in cache:
                 target = unit_scale(view)
                 features = row_sum_normalise(target)
-                cache[id(view)] = (to_tensor(dense(target), device),
-                                   to_tensor(dense(features), device), features)
+                if sp.issparse(view) and view.shape[1] > estimator.hidden_dim:
+                    cache[id(view)] = (SparseFeatures(target, device),
+                                       SparseFeatures(features, device), features)
+                else:
+                    cache[id(view)] = (to_tensor(dense(target), device),
+                                       to_tensor(dense(features), device), features)
             return cache[id(view)]
 
-        self.inputs, self.targets, self.fixed = [], [], []
+        self.inputs, self.targets, self.fixed, self.fixed_operators = [], [], [], []
         operators = [propagation_operator(g, estimator.graph_normalization) for g in graphs]
         for view, operator in zip(feature_views, operators):
-            target, features, _ = prepared(view)
+            target, features, source = prepared(view)
             self.targets.append(target)
             self.inputs.append(features)
-            self.fixed.append(propagate_fixed(operator, features, order))
+            if isinstance(features, SparseFeatures) and project_first_is_cheaper(
+                    source, operator, order):
+                # Prop(X, P) would be a dense n x d block: the encoder propagates X W^T instead.
+                self.fixed.append(None)
+                self.fixed_operators.append(sparse_operator(operator, device))
+            else:
+                dense_features = features.to_dense() if isinstance(features, SparseFeatures) \
+                    else features
+                self.fixed.append(propagate_fixed(operator, dense_features, order))
+                self.fixed_operators.append(None)
         self.shared_target, self.shared_input, shared_input = prepared(shared)
         self.patterns = [binary_pattern(g) for g in graphs]
         self.backend = backend(self.patterns, shared_input)
+
+
+class SparseFeatures:
+    """A sparse ``n x d`` feature matrix on the device (CSR), with its COO indices.
+
+    Used where the first operation on the features is a product with a ``hidden x d`` weight
+    (:meth:`project`) or the sigmoid decoder's loss (:func:`feature_loss`), so the dense block
+    never exists.
+    """
+
+    def __init__(self, matrix, device, *, _parts=None):
+        if _parts is None:
+            matrix = sp.csr_matrix(matrix, dtype=np.float32)
+            matrix.sort_indices()
+            crow = torch.as_tensor(matrix.indptr.astype(np.int64), device=device)
+            cols = torch.as_tensor(matrix.indices.astype(np.int64), device=device)
+            values = torch.as_tensor(matrix.data, device=device)
+            shape = matrix.shape
+        else:
+            crow, cols, values, shape = _parts
+        self.crow, self.cols, self.values = crow, cols, values
+        self.shape = tuple(int(x) for x in shape)
+        self.device = values.device
+        counts = crow[1:] - crow[:-1]
+        self.rows = torch.repeat_interleave(
+            torch.arange(self.shape[0], device=self.device), counts)
+
+    def csr(self, values=None):
+        with quiet_sparse_csr():
+            return torch.sparse_csr_tensor(
+                self.crow, self.cols, self.values if values is None else values, self.shape,
+                check_invariants=False)
+
+    def dropout(self, p: float, training: bool) -> "SparseFeatures":
+        """Dropout of the stored entries (the zeros stay zeros, as in dense dropout)."""
+        if not training or p == 0:
+            return self
+        values = F.dropout(self.values, p, True)
+        return SparseFeatures(None, self.device,
+                              _parts=(self.crow, self.cols, values, self.shape))
+
+    def project(self, weight):
+        """``X W^T`` for ``weight`` of shape ``(out, d)``, differentiable in ``weight``."""
+        with quiet_sparse_csr():
+            return self.csr() @ weight.T
+
+    def to_dense(self):
+        with quiet_sparse_csr():
+            return self.csr().to_dense()
+
+
+def linear(layer, x):
+    """``layer(x)`` for a dense tensor or :class:`SparseFeatures`."""
+    if isinstance(x, SparseFeatures):
+        out = x.project(layer.weight)
+        return out if layer.bias is None else out + layer.bias
+    return layer(x)
+
+
+def dropout(x, p, training):
+    if isinstance(x, SparseFeatures):
+        return x.dropout(p, training)
+    return F.dropout(x, p, training)
+
+
+def feature_loss(logits, target):
+    """Mean sigmoid cross-entropy of ``logits`` against a dense or :class:`SparseFeatures` target.
+
+    For a sparse target ``t``: ``BCE(x, t) = softplus(x) - x t``, summed densely for the first
+    term and over the stored entries for the second (equal to the dense loss up to rounding).
+    """
+    if not isinstance(target, SparseFeatures):
+        return F.binary_cross_entropy_with_logits(logits, target)
+    linear_part = (logits[target.rows, target.cols] * target.values).sum()
+    return (F.softplus(logits).sum() - linear_part) / logits.numel()
+
+
+def project_first_is_cheaper(features, operator, order) -> bool:
+    """``nnz(X) + order nnz(P)`` (per epoch, propagating ``X W^T``) against ``n d``."""
+    n, d = features.shape
+    return features.nnz + order * operator.nnz < n * d
+
+
+def sparse_operator(operator, device):
+    coo = operator.tocoo()
+    edges = EdgeSet(coo.row, coo.col, operator.shape[0], device)
+    values = to_tensor(coo.data[np.lexsort((coo.col, coo.row))], device)
+    return edges.matrix(values)
 
 
 def dense(matrix):
@@ -81,16 +187,13 @@ def propagation_operator(graph, normalization):
 
 
 def propagate_fixed(operator, features, order):
-    """``Prop(X, P)`` for a fixed operator, once, in torch (float32, all cores)."""
-    n = operator.shape[0]
-    if operator.nnz > _DENSE_OPERATOR_FRACTION * n * n:
-        matrix = to_tensor(operator.toarray(), features.device)
-    else:
-        coo = operator.tocoo()
-        edges = EdgeSet(coo.row, coo.col, n, features.device)
-        values = to_tensor(coo.data[np.lexsort((coo.col, coo.row))], features.device)
-        matrix = edges.matrix(values)
-    result = features.clone()
+    """``Prop(X, P)`` for a fixed operator, once (float32; ``P`` sparse at any density)."""
+    return propagate(sparse_operator(operator, features.device), features, order)
+
+
+def propagate(matrix, features, order):
+    """``sum_{t <= order} P^t X`` as ``X + P (X + P (X + ...))``."""
+    result = features.clone() if order == 0 else features
     for _ in range(order):
         result = matrix @ result + features
     return result
@@ -135,8 +238,25 @@ def top_neighbours_by_similarity(pattern, unit, k):
     """Keep each row's ``k`` neighbours whose features are most similar (ties: lower index)."""
     n = pattern.shape[0]
     edges = EdgeSet.from_csr(pattern, torch.device("cpu"))
-    features = to_tensor(dense(unit), torch.device("cpu"))
-    similarity = edge_dot(features, features, edges).numpy()
     rows, cols = edges.rows_np, edges.cols_np
+    if sp.issparse(unit):
+        similarity = sparse_row_dots(sp.csr_matrix(unit), rows, cols)
+    else:
+        features = to_tensor(unit, torch.device("cpu"))
+        similarity = edge_dot(features, features, edges).numpy()
     keep = top_k_per_row(rows, cols, similarity, k)
     return sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(n, n))
+
+
+#: Pairs per block of :func:`sparse_row_dots` (bounds its temporary sparse rows).
+_ROW_DOT_BLOCK = 262_144
+
+
+def sparse_row_dots(X, rows, cols):
+    """``<X[i], X[j]>`` for every pair, in blocks, without densifying ``X`` (float32)."""
+    out = np.empty(rows.size, dtype=np.float32)
+    for start in range(0, rows.size, _ROW_DOT_BLOCK):
+        stop = min(start + _ROW_DOT_BLOCK, rows.size)
+        product = X[rows[start:stop]].multiply(X[cols[start:stop]])
+        out[start:stop] = np.asarray(product.sum(axis=1)).ravel()
+    return out

@@ -81,7 +81,7 @@ class DenseConsensus:
 
     def edge_count(self):
         hard = self.hard * (1 - torch.eye(self.hard.shape[0], device=self.hard.device))
-        return int(torch.maximum(hard, hard.T).sum().item()) // 2
+        return torch.div(torch.maximum(hard, hard.T).sum(), 2, rounding_mode="floor")
 
     def to_csr(self):
         hard = self.hard.cpu().numpy().astype(np.float64)

@@ -255,7 +255,15 @@ class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, Bas
 
     Feature targets: every view is scaled to [0, 1] (columns divided by their maximum when
     non-negative, min-max otherwise) as the target of its sigmoid decoder; the encoders and the
-    generator see the row-sum-normalised scaled features.
+    generator see the row-sum-normalised scaled features. A sparse view wider than
+    ``hidden_dim`` stays sparse on the device: its first layers are sparse matrix products,
+    its decoder's loss reads its non-zeros, and its fixed-graph propagation runs on the
+    projected ``n x hidden_dim`` features when that is cheaper than the dense ``n x d`` block
+    (the same model up to rounding; dropout on the stored entries draws other random numbers
+    than dense dropout, so a fit with ``dropout > 0`` differs from the same data passed dense).
+    Fixed propagation operators are sparse at every density, and the epoch loop keeps its
+    state on the device: scalars are read once per 10 epochs, and the host sees the codes only
+    for the view weights' k-means (every ``update_interval`` epochs).
 
     Input graphs: one rule for every graph (the official code and spec 4.5 use a different
     operator per dataset): nodes without a self-loop get one weighted like their strongest
@@ -564,12 +572,13 @@ class VariationalGraphGeneratorClustering(TorchEstimatorMixin, ClusterMixin, Bas
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                # Detached tensors: run_epochs reads them in one transfer per log interval.
                 return {
-                    "loss": float(loss.detach()),
-                    "feature": float(out["feature"].detach()),
-                    "graph_kl": float(graph_kl.detach()),
-                    "graph_reconstruction": float(out["reconstruction"].detach()),
-                    "clustering": float(clustering.detach()),
+                    "loss": loss.detach(),
+                    "feature": out["feature"].detach(),
+                    "graph_kl": graph_kl.detach(),
+                    "graph_reconstruction": torch.as_tensor(out["reconstruction"]).detach(),
+                    "clustering": clustering.detach(),
                     "kl_weight": kl_weight,
                     "edges": out["edges"],
                 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from mvlearn_plus.cluster._torch import import_torch
+from mvlearn_plus.cluster._vgmgc._data import dropout, feature_loss, linear, propagate
 
 torch = import_torch("VariationalGraphGeneratorClustering")
 nn = torch.nn
@@ -41,8 +42,8 @@ class Network(nn.Module):
 
     def generate(self, shared):
         """``u``, the keys ``K = u W`` and the shared-feature decoder's logits."""
-        x = F.dropout(shared, self.dropout, self.training)
-        x = F.relu(self.generator_in(x))
+        x = dropout(shared, self.dropout, self.training)
+        x = F.relu(linear(self.generator_in, x))
         x = F.dropout(x, self.dropout, self.training)
         u = F.relu(self.generator_out(x))
         K = u @ self.key
@@ -54,7 +55,14 @@ class Network(nn.Module):
     def view_code(self, problem, view, consensus):
         """``z^v`` before normalisation, from the fixed and the consensus-graph propagation."""
         encoder = self.encoders[view]
-        fixed = encoder.fixed_branch(problem.fixed[view])
+        if problem.fixed[view] is None:
+            # Sparse wide features: Prop(X, P) W^T + b computed as Prop(X W^T, P) + b.
+            branch = encoder.fixed_branch
+            fixed = propagate(problem.fixed_operators[view],
+                              problem.inputs[view].project(branch.weight), self.order) \
+                + branch.bias
+        else:
+            fixed = encoder.fixed_branch(problem.fixed[view])
         if self.lambda_emd == 0:
             # The ablation without the consensus branch: the graph does not reach the codes.
             return encoder.output(F.relu(fixed))
@@ -62,7 +70,9 @@ class Network(nn.Module):
         weight = encoder.consensus_branch.weight
         if features.shape[1] > weight.shape[0]:
             # Linear maps commute with propagation: project first when that is smaller.
-            propagated = consensus.propagate(features @ weight.T, self.order)
+            projected = features.project(weight) if hasattr(features, "project") \
+                else features @ weight.T
+            propagated = consensus.propagate(projected, self.order)
         else:
             propagated = consensus.propagate(features, self.order) @ weight.T
         return encoder.output(F.relu(fixed + self.lambda_emd * propagated))
@@ -82,14 +92,14 @@ class Network(nn.Module):
         logits = backend.edge_logits(K, u)
         consensus = backend.consensus(logits)
         codes, reconstruction = [], 0.0
-        feature = F.binary_cross_entropy_with_logits(shared_logits, problem.shared_target)
+        feature = feature_loss(shared_logits, problem.shared_target)
         for v in range(problem.n_views):
             z = self.view_code(problem, v, consensus)
             code = F.normalize(z, dim=1)
             codes.append(code)
             reconstruction = reconstruction + backend.reconstruction(code, v)
             decoded = self.decoders[v](F.relu(z))
-            feature = feature + F.binary_cross_entropy_with_logits(decoded, problem.targets[v])
+            feature = feature + feature_loss(decoded, problem.targets[v])
         return {"codes": codes, "feature": feature, "reconstruction": reconstruction,
                 "logits": logits, "generated": (u, K), "edges": consensus.edge_count()}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mvlearn_plus.cluster._edges import EdgeSet, sorted_contains
 from mvlearn_plus.cluster._torch import import_torch
 
 torch = import_torch("VariationalGraphGeneratorClustering")
@@ -56,29 +57,30 @@ def weighted_sum(values, population: int):
     return values.sum() * (population / values.numel())
 
 
-def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Whether each of ``keys`` is in ``sorted_keys`` (pair keys ``i * n + j``)."""
-    if sorted_keys.size == 0:
-        return np.zeros(keys.size, dtype=bool)
-    hit = np.searchsorted(sorted_keys, keys)
-    return sorted_keys[np.minimum(hit, sorted_keys.size - 1)] == keys
-
-
-def sample_pairs_outside(n: int, excluded_keys: np.ndarray, draws: int):
+def sample_pairs_outside(n: int, excluded_keys, draws: int, device):
     """Distinct uniform pairs ``i != j`` whose key ``i * n + j`` is not in ``excluded_keys``.
 
     ``draws`` pairs are drawn with replacement from all ``n^2``; the diagonal, the excluded
     pairs and repeats are dropped. Every pair outside the excluded set is then kept with the
     same probability and the kept set is exchangeable, so the sum over it scaled by
     ``population / kept`` (:func:`weighted_sum`) is unbiased. Draws come from torch's global
-    generator, which every fit seeds.
+    CPU generator, which every fit seeds (so a fit gives the same pairs on every device); the
+    rest runs on ``device``.
+
+    Parameters
+    ----------
+    n : int
+    excluded_keys : tensor of int64, sorted, on ``device``
+    draws : int
+    device : torch.device
 
     Returns
     -------
-    rows, cols : ndarray of int64, sorted by key
+    EdgeSet
+        The kept pairs, sorted by key.
     """
-    pairs = torch.randint(n, (2, max(int(draws), 1))).numpy().astype(np.int64)
-    keys = np.unique(pairs[0] * n + pairs[1])
+    pairs = torch.randint(n, (2, max(int(draws), 1))).to(device)
+    keys = torch.unique(pairs[0] * n + pairs[1])
     rows, cols = keys // n, keys % n
-    keep = (rows != cols) & ~contains(excluded_keys, keys)
-    return rows[keep], cols[keep]
+    keep = (rows != cols) & ~sorted_contains(excluded_keys, keys)
+    return EdgeSet.from_sorted(rows[keep], cols[keep], n)

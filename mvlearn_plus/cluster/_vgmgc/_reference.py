@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from mvlearn_plus.cluster._torch import import_torch
+from mvlearn_plus.cluster._vgmgc._data import feature_loss
 from mvlearn_plus.cluster._vgmgc._dense import DenseBackend, DenseConsensus
 from mvlearn_plus.cluster._vgmgc._objective import relaxed_logits
 from mvlearn_plus.cluster._vgmgc._schedule import Schedule
@@ -98,8 +99,8 @@ class ReferenceSchedule(Schedule):
             codes.append(code)
             reconstruction = reconstruction + backend.reconstruction(code, v)
             decoded = net.decoders[v](F.relu(z))
-            feature = feature + F.binary_cross_entropy_with_logits(decoded, problem.targets[v])
-            view_shared = F.binary_cross_entropy_with_logits(shared_logits, problem.shared_target)
+            feature = feature + feature_loss(decoded, problem.targets[v])
+            view_shared = feature_loss(shared_logits, problem.shared_target)
             shared_loss = view_shared if shared_loss is None else shared_loss + view_shared
             feature = feature + shared_loss
         logits = torch.stack(all_logits).mean(dim=0)

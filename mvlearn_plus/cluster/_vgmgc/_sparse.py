@@ -15,6 +15,11 @@ What the sparse path computes exactly, and what it estimates (see :mod:`._object
   estimated from a fresh uniform sample (importance weight ``(N - |E|) / s``).
 
 Both estimates are unbiased for the dense path's mean over all ``N = n (n - 1)`` pairs.
+
+The epoch loop stays on the device: the per-row top-k, the hard-edge subsets, the pair
+samples' membership tests and the edge count are tensor operations (the uniform draws still
+come from torch's CPU generator, as before, and are copied to the device); nothing is read back
+to the host until the estimator reads the epoch's scalars.
 """
 
 from __future__ import annotations
@@ -22,11 +27,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from mvlearn_plus.cluster._edges import EdgeSet, edge_dot, edge_spmm, top_k_per_row
-from mvlearn_plus.cluster._torch import import_torch, to_tensor
+from mvlearn_plus.cluster._edges import (
+    EdgeSet,
+    edge_dot,
+    edge_spmm,
+    sorted_contains,
+    top_k_per_row_t,
+)
+from mvlearn_plus.cluster._torch import import_torch
 from mvlearn_plus.cluster._vgmgc._objective import (
     bernoulli_kl,
-    contains,
     pair_count,
     prior,
     relaxed_logits,
@@ -55,17 +65,19 @@ class SparseBackend:
         self.graph_k = estimator.graph_k
         self.edge_temperature = estimator.edge_temperature
         self.candidates = EdgeSet.from_csr(candidates, device)
-        self.candidate_keys = self.candidates.rows_np * self.n + self.candidates.cols_np
+        self.candidate_keys = self.candidates.keys()
         self.reverse = torch.as_tensor(self.candidates.reverse_index(), device=device)
         # Per view: its edges, their sorted keys, and which candidates are among them.
         self.target_edges, self.target_keys, self.targets = [], [], []
         for pattern in patterns:
-            coo = pattern.tocoo()
-            keys = np.sort(coo.row.astype(np.int64) * self.n + coo.col)
-            self.target_keys.append(keys)
-            self.target_edges.append(EdgeSet(coo.row, coo.col, self.n, device))
-            self.targets.append(to_tensor(contains(keys, self.candidate_keys).astype(np.float32),
-                                          device))
+            edges = EdgeSet.from_csr(pattern, device)
+            self.target_edges.append(edges)
+            self.target_keys.append(edges.keys())
+            self.targets.append(sorted_contains(edges.keys(), self.candidate_keys).float())
+
+    def _sample_outside(self, excluded_keys):
+        return sample_pairs_outside(self.n, excluded_keys, SAMPLES_PER_NODE * self.n,
+                                    self.device)
 
     def _logits_on(self, K, u, edges):
         return edge_dot(F.normalize(K, dim=1), F.normalize(u, dim=1), edges) \
@@ -75,10 +87,8 @@ class SparseBackend:
         return self._logits_on(K, u, self.candidates)
 
     def hard_edges(self, logits):
-        S = logits.detach().cpu().numpy()
-        chosen = top_k_per_row(self.candidates.rows_np, self.candidates.cols_np, S, self.graph_k)
-        hard = torch.as_tensor(chosen, device=logits.device)
-        hard = hard | hard[self.reverse]
+        chosen = top_k_per_row_t(self.candidates, logits.detach(), self.graph_k)
+        hard = chosen | chosen[self.reverse]
         return hard.to(logits.dtype)
 
     def consensus(self, logits):
@@ -88,7 +98,7 @@ class SparseBackend:
         degree = 1.0 + torch.zeros(self.n, device=logits.device, dtype=logits.dtype).index_add(
             0, self.candidates.rows, hard)
         values = straight / degree[self.candidates.rows]
-        active = np.flatnonzero(hard.detach().cpu().numpy() > 0)
+        active = torch.nonzero(hard.detach() > 0).squeeze(1)
         return SparseConsensus(values, 1.0 / degree, hard, self.candidates, active)
 
     def graph_kl(self, generated, logits, beliefs, temperature):
@@ -97,13 +107,11 @@ class SparseBackend:
         total = pair_count(self.n)
         exact = bernoulli_kl(relaxed_logits(logits, temperature),
                              prior(beliefs, self.targets)).sum()
-        rows, cols = sample_pairs_outside(self.n, self.candidate_keys, SAMPLES_PER_NODE * self.n)
-        if rows.size == 0:
+        pairs = self._sample_outside(self.candidate_keys)
+        if pairs.size == 0:
             return exact / total
-        pairs = EdgeSet(rows, cols, self.n, self.device)
-        keys = pairs.rows_np * self.n + pairs.cols_np
-        targets = [to_tensor(contains(view_keys, keys).astype(np.float32), self.device)
-                   for view_keys in self.target_keys]
+        keys = pairs.keys()
+        targets = [sorted_contains(view_keys, keys).float() for view_keys in self.target_keys]
         sampled = bernoulli_kl(relaxed_logits(self._logits_on(K, u, pairs), temperature),
                                prior(beliefs, targets))
         return (exact + weighted_sum(sampled, total - self.candidates.size)) / total
@@ -117,13 +125,12 @@ class SparseBackend:
         used = edges
         cap = MAX_POSITIVES_PER_NODE * self.n
         if edges.size > cap:
-            used = edges.subset(np.sort(torch.randperm(edges.size)[:cap].numpy()))
+            chosen = torch.sort(torch.randperm(edges.size)[:cap]).values.to(self.device)
+            used = edges.subset_at(chosen)
         positives = weighted_sum(F.softplus(-edge_dot(code, code, used)), edges.size)
-        rows, cols = sample_pairs_outside(self.n, self.target_keys[view],
-                                          SAMPLES_PER_NODE * self.n)
+        pairs = self._sample_outside(self.target_keys[view])
         negatives = torch.zeros((), device=code.device)
-        if rows.size:
-            pairs = EdgeSet(rows, cols, self.n, self.device)
+        if pairs.size:
             negatives = weighted_sum(F.softplus(edge_dot(code, code, pairs)),
                                      total - edges.size)
         return (positives + negatives) / total
@@ -139,8 +146,8 @@ class SparseConsensus:
         self.edges = edges
         # Forward values are exactly zero off the hard edges (straight-through), so the
         # products run over the hard edges; gradients still reach every candidate.
-        self.active_edges = edges.subset(active)
-        self.active = torch.as_tensor(active, device=values.device)
+        self.active_edges = edges.subset_at(active)
+        self.active = active
 
     def propagate(self, features, order):
         result = features
@@ -150,7 +157,8 @@ class SparseConsensus:
         return result
 
     def edge_count(self):
-        return int(self.hard.sum().item()) // 2
+        """Undirected edges, as a 0-d tensor on the device (read with the epoch's scalars)."""
+        return torch.div(self.hard.detach().sum(), 2, rounding_mode="floor")
 
     def to_csr(self):
         keep = self.hard.cpu().numpy() > 0
