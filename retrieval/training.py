@@ -651,6 +651,9 @@ class Trainer:
     def _select_start(self, fit: _Fit) -> None:
         """Validate the starting weights (epoch 0) and keep them as ``model_best.pt``: an
         epoch replaces them only by beating their validation rSum."""
+        fit.method.eval()
+        with torch.no_grad():
+            fit.method.prepare_start_evaluation(self._epoch_context(fit, 0, {}))
         if fit.context.is_main:
             metrics = self._validate(fit)
             self.start_ = {"epoch": -1, **{f"val_{k}": v for k, v in metrics.items()}}

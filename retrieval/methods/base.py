@@ -252,6 +252,15 @@ class RetrievalMethod(nn.Module):
     def on_epoch_end(self, epoch: int, context: EpochContext | None = None) -> None:
         """Called by the trainer after every epoch's last step, before validation."""
 
+    def prepare_start_evaluation(self, context: EpochContext) -> None:
+        """Called by the trainer on every process before it validates the starting weights
+        (epoch 0), in evaluation mode (no-op by default).
+
+        A method whose evaluation uses state it gathers while training (DCAR's mean training
+        image) gathers it here from ``context``'s training set, so that the start is evaluated
+        as the method evaluates itself.
+        """
+
     # ------------------------------------------------------------------ evaluation
     def evaluate_split(self, split: Any, *, batch_size: int = 256, verbose: bool = True,
                        max_images: int | None = None, protocol: str = "full",

@@ -467,6 +467,24 @@ class DualPromptCategoryReweighting(RetrievalMethod):
         texts = self._text_embedding(token_ids, weight_images, blank)
         return (images.float() * texts).sum(dim=-1)
 
+    def prepare_start_evaluation(self, context: Any) -> None:
+        """Before the start is validated: the mean training image of the starting weights
+        (one pass over the training set), so the start is scored with the same token-weighting
+        rule as every trained epoch."""
+        if self.token_weighting == "none" or float(self.image_count) > 0:
+            return
+        total = torch.zeros_like(self.image_sum)
+        count = torch.zeros_like(self.image_count)
+        with context.autocast():
+            for batch in context.make_loader():
+                images = batch["image"].to(context.device, non_blocking=True)
+                source = self.weighting_images(images)
+                total += source.double().sum(dim=0)
+                count += source.shape[0]
+        # Under DDP every process saw its shard: the sums are added over processes.
+        self.image_sum.copy_(context.gather(total[None]).sum(dim=0))
+        self.image_count.copy_(context.gather(count.reshape(1)).sum())
+
     def on_epoch_start(self, epoch: int, context: Any = None) -> None:
         """Restart the running mean image: the weights of the next validation or test pass
         use this epoch's images (prompts move between epochs)."""

@@ -133,7 +133,7 @@ class TwoStreamPairs(torch.utils.data.Dataset):
 def network_stream(batch: dict[str, Any], network: int) -> dict[str, Any]:
     """Network ``network``'s pairs of a batch: A's are the batch's own keys, B's the keys
     suffixed ``_b`` (a batch without them, e.g. one built by hand, serves both)."""
-    if network == 0 or "image" + STREAM_B not in batch:
+    if network == 0 or not any(key.endswith(STREAM_B) for key in batch):
         return batch
     return {key[:-len(STREAM_B)]: value for key, value in batch.items()
             if key.endswith(STREAM_B)}
