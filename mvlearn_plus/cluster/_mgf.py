@@ -348,11 +348,6 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         rank = gamma * 0.5 * float(np.sum(z * E_F))
         return recon + self.alpha * ridge + self.beta * fusion + rank
 
-    def _resolve_algorithm(self, n_samples: int) -> str:
-        if self.algorithm == "auto" and self.variant != "reference":
-            return "knn"
-        return super()._resolve_algorithm(n_samples)
-
     def _tracks_objective(self, n_samples: int) -> bool:
         if self.track_objective == "auto":
             return n_samples <= TRACK_OBJECTIVE_MAX_SAMPLES

@@ -78,11 +78,11 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         Neighbours of the PKN graphs that initialise the partitions.
     n_neighbors : int, default=10
         Support size of ``S_v`` on the kNN path, and neighbours of the :meth:`predict` rule.
-    algorithm : {"knn", "dense", "auto"}, default="knn"
-        ``"knn"``: ``S_v`` restricted to the kNN support of its view, ``O(V n k^2)`` memory, at
-        every size (the default: the dense ridge graph collapsed BBCSport to 0.38 ACC with the
-        normalised indicator); ``"dense"``: exact graphs, ``O(n^2)`` memory per view; ``"auto"``:
-        dense up to 3000 samples.
+    algorithm : {"auto", "knn", "dense"}, default="auto"
+        ``"knn"``: ``S_v`` restricted to the kNN support of its view, ``O(V n k^2)`` memory;
+        ``"dense"``: exact graphs, ``O(n^2)`` memory per view. ``"auto"`` is ``"knn"`` at every
+        size (the dense ridge graph collapsed BBCSport to 0.38 ACC with the normalised
+        indicator), and ``"dense"`` for ``variant="reference"`` (the official code is dense).
     knn_method : {"auto", "exact", "approximate"}, default="auto"
         How the neighbour lists are searched (:func:`mvlearn_plus.graphs.knn_search`):
         ``"approximate"`` uses a FAISS inverted-file index that probes enough lists for a
@@ -239,7 +239,7 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         gamma: float = 1e-4,
         pkn_neighbors: int = 5,
         n_neighbors: int = 10,
-        algorithm: str = "knn",
+        algorithm: str = "auto",
         knn_method: str = "auto",
         max_iter: int = 100,
         inner_max_iter: int = 100,

@@ -103,9 +103,10 @@ def test_predict_on_held_out_samples(Estimator):
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_reference_variant_runs_and_is_dense_only(Estimator):
     views, _ = planted_views(n=120)
-    # the path is named: mPAC's default path is "knn", which the reference variant refuses
-    model = Estimator(n_clusters=4, variant="reference", algorithm="dense",
-                      random_state=0).fit(views)
+    # algorithm="auto" (the default) is the kNN path for the method and dense for the
+    # reproduction of the official code
+    assert Estimator(n_clusters=4, random_state=0).fit(views).algorithm_ == "knn"
+    model = Estimator(n_clusters=4, variant="reference", random_state=0).fit(views)
     assert model.algorithm_ == "dense"
     assert model.labels_.shape == (120,)
     with pytest.raises(ValueError, match="reference"):
