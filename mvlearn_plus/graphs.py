@@ -568,12 +568,29 @@ def _fix_signs(vectors: np.ndarray) -> np.ndarray:
     return vectors * signs
 
 
+#: Smallest ratio of the Gram matrix's eigenvalues (``1 / cond(M)^2``) at which
+#: :func:`polar_factor` uses the Gram route instead of the SVD.
+POLAR_GRAM_MIN_RATIO = 1e-6
+
+
 def polar_factor(M: np.ndarray) -> np.ndarray:
     """Orthogonal polar factor ``U V^T`` of ``M = U S V^T``.
 
-    It solves ``argmax_{R^T R = I} tr(R^T M)`` (orthogonal Procrustes).
+    It solves ``argmax_{R^T R = I} tr(R^T M)`` (orthogonal Procrustes). For a tall ``M``
+    (``n >= c``) whose condition number is below ``10^3`` it is computed as
+    ``M (M^T M)^{-1/2}`` from the ``c x c`` Gram matrix: the same factor to about
+    ``eps * cond(M)^2`` (1e-10 at that bound), several times faster than the thin SVD of an
+    ``n x c`` matrix (the generalised power iteration calls it every step, on a well-conditioned
+    ``eta F - A F + B``). Otherwise, and for wide matrices, the SVD.
     """
-    U, _, Vt = np.linalg.svd(np.asarray(M, dtype=np.float64), full_matrices=False)
+    M = np.asarray(M, dtype=np.float64)
+    n, c = M.shape
+    if n >= c > 0:
+        gram = M.T @ M
+        eigvals, eigvecs = np.linalg.eigh(gram)
+        if eigvals[0] > POLAR_GRAM_MIN_RATIO * eigvals[-1] > 0:
+            return M @ ((eigvecs / np.sqrt(eigvals)) @ eigvecs.T)
+    U, _, Vt = np.linalg.svd(M, full_matrices=False)
     return U @ Vt
 
 

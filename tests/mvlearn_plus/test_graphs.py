@@ -149,6 +149,17 @@ def test_polar_factor_solves_procrustes():
         assert np.trace(Q.T @ M) <= best + 1e-12
 
 
+@pytest.mark.parametrize("singular_values", [(3.0, 2.0, 1.0, 0.5), (1.0, 1.0, 1e-2, 1e-5)])
+def test_polar_factor_gram_route_matches_svd(singular_values):
+    # The first matrix takes the Gram route, the second (cond 1e5) the SVD fallback.
+    rng = np.random.RandomState(3)
+    U = np.linalg.qr(rng.normal(size=(200, 4)))[0]
+    V = ortho_group.rvs(4, random_state=4)
+    M = U @ np.diag(singular_values) @ V.T
+    np.testing.assert_allclose(polar_factor(M), U @ V.T, atol=1e-9)
+    np.testing.assert_allclose(polar_factor(M.T), V @ U.T, atol=1e-9)
+
+
 def test_gpi_decreases_objective_and_finds_eigenvectors():
     W, _ = _two_block_graph(90)
     L = laplacian(W)
