@@ -205,9 +205,10 @@ def knn_search(
         n_candidates = min(n_search + max(RERANK_SPARE, n_search // 2), n_pool - 1)
         n_candidates = max(n_candidates, n_search)
         if use_faiss:
-            candidates = _faiss_candidates(X, Q, n_candidates, approximate,
-                                           n_true=n_search, self_search=self_search,
-                                           recall_target=recall_target, info=info)
+            # The IVF search may fall back to the exact one (see _faiss_candidates).
+            candidates, approximate = _faiss_candidates(
+                X, Q, n_candidates, approximate, n_true=n_search, self_search=self_search,
+                recall_target=recall_target, info=info)
         else:
             nn = NearestNeighbors(n_neighbors=n_candidates, algorithm="brute",
                                   metric="euclidean")
@@ -227,8 +228,12 @@ def knn_search(
 
 def _faiss_candidates(X: np.ndarray, Q: np.ndarray, n_candidates: int, approximate: bool, *,
                       n_true: int, self_search: bool, recall_target: float,
-                      info: Optional[dict]) -> np.ndarray:
-    """Candidate neighbour indices from a FAISS index (exact ``IndexFlatL2`` or IVF)."""
+                      info: Optional[dict]) -> Tuple[np.ndarray, bool]:
+    """Candidate neighbour indices from a FAISS index (exact ``IndexFlatL2`` or IVF).
+
+    Also returns whether the search that ran was approximate: an IVF search that would probe
+    more than ``IVF_MAX_PROBE_FRACTION`` of its lists falls back to the exact index.
+    """
     import faiss
 
     base = np.ascontiguousarray(X, dtype=np.float32)
@@ -262,7 +267,7 @@ def _faiss_candidates(X: np.ndarray, Q: np.ndarray, n_candidates: int, approxima
             exact = faiss.IndexFlatL2(base.shape[1])
             exact.add(base)
             idx[short] = exact.search(queries[short], n_candidates)[1]
-    return idx.astype(np.int64)
+    return idx.astype(np.int64), approximate
 
 
 def _exact_rerank(X: np.ndarray, Q: np.ndarray, candidates: np.ndarray,

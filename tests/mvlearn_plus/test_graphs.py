@@ -266,6 +266,35 @@ def test_knn_search_approximate_probes_enough_lists_for_the_recall_target(monkey
     assert fallback["method"] == "exact" and "faster" in fallback["reason"]
 
 
+def test_knn_search_exact_fallback_resolves_ties_like_the_exact_search(monkeypatch):
+    pytest.importorskip("faiss")
+    import mvlearn_plus.graphs as graphs
+
+    # Binary data ties at every distance: when the IVF search falls back to the exact index,
+    # rows whose ties run past the candidate list must get the same full re-search as an
+    # exact search does, or the lists differ at the last tie.
+    # (FAISS's flat index happens to order exact float32 ties by index, so the lists agree
+    # here even without it: count the re-searched rows instead.)
+    monkeypatch.setattr(graphs, "IVF_MAX_PROBE_FRACTION", 0.0)
+    re_searched = []
+
+    def counting_exact_row(*args):
+        re_searched.append(1)
+        return exact_row(*args)
+
+    exact_row = graphs._exact_row
+    monkeypatch.setattr(graphs, "_exact_row", counting_exact_row)
+    X = (np.random.RandomState(0).rand(3000, 12) < 0.3).astype(np.float64)
+    info = {}
+    fallback = knn_search(X, 10, method="approximate", info=info)
+    assert info["method"] == "exact"
+    n_fallback = len(re_searched)
+    exact = knn_search(X, 10, method="exact")
+    assert n_fallback == len(re_searched) - n_fallback > 0
+    np.testing.assert_array_equal(fallback[0], exact[0])
+    np.testing.assert_array_equal(fallback[1], exact[1])
+
+
 def test_knn_search_auto_switches_to_the_index_above_the_threshold(monkeypatch):
     pytest.importorskip("faiss")
     import mvlearn_plus.graphs as graphs
