@@ -79,27 +79,27 @@ SCENARIOS = (
              ("--method-config", '{"n_prompts": 8, "decoder_depth": 2}'),
              why="training captions name only the large object of an image, its dense caption "
                  "every object; test captions name one object each, mostly small ones",
-             form="feature form: adapters, then the prompt decoder on cached caption tokens, "
+             form="Feature form: adapters, then the prompt decoder on cached caption tokens, "
                   "distilled from the dense captions; 8 prompts and 2 decoder blocks (the "
                   "paper's 100 and 4 cost 8x the time on 1 CPU thread)"),
     Scenario("small-objects", "avse", 600, 6, True, ("--image-tokens",),
              ("--lr-new", "1e-4"),
              why="5-8 small objects on a 128-px canvas (seen at 64 px); a caption names one "
                  "or two of them",
-             form="feature form: the late-views fallback (radial views of the frozen output "
+             form="Feature form: the late-views fallback (radial views of the frozen output "
                   "patch tokens), a deviation from the paper's views before the transformer"),
     Scenario("twins", "dcar", 400, 2, False, (), (), headline="twin_group_category",
              why="images in pairs differing in one object's colour or shape, both in the "
                  "same split; headline: the category-twin group score (image-to-text and "
                  "text-to-image both right)",
-             form="no feature form (its prompts live inside the towers): prompts on the frozen "
+             form="No feature form (its prompts live inside the towers): prompts on the frozen "
                   "start, trained on the images; the baseline fine-tunes the whole start at "
                   "lr 1e-4"),
     Scenario("default", "pcsr", 600, 11, True, (),
              ("--noise-ratio", "0.4", "--lr-new", "2e-4"),
              label="default, 40 % shuffled",
              why="40 % of the training captions point at another image; tested on clean pairs",
-             form="adapter mode: two co-teaching networks of residual adapters on the frozen "
+             form="Adapter mode (PCSR's feature form): two co-teaching networks of residual adapters on the frozen "
                   "features, 1 warm-up and 10 co-training epochs"),
 )
 
