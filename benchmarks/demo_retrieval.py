@@ -99,8 +99,8 @@ SCENARIOS = (
              ("--noise-ratio", "0.4", "--lr-new", "2e-4"),
              label="default, 40 % shuffled",
              why="40 % of the training captions point at another image; tested on clean pairs",
-             form="Adapter mode (PCSR's feature form): two co-teaching networks of residual adapters on the frozen "
-                  "features, 1 warm-up and 10 co-training epochs"),
+             form="Adapter mode (PCSR's feature form): two co-teaching networks of residual "
+                  "adapters on the frozen features, 1 warm-up and 10 co-training epochs"),
 )
 
 
