@@ -4,7 +4,7 @@ Reads the metrics JSON files written by ``python -m retrieval evaluate --json`` 
 folders' ``history.json`` written by ``python -m retrieval train``; saves one PNG and prints a
 table.
 
-Usage (what ``make demo`` runs)::
+Usage (the synthetic set of the README's retrieval commands)::
 
     python examples/retrieval_synthetic_plot.py --zero-shot demo_output/retrieval_zero_shot.json \
         --fine-tuned demo_output/retrieval_fine_tuned.json --run demo_output/contrastive_run \
