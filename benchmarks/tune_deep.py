@@ -153,11 +153,11 @@ def fit_one(estimator: str, setting: str, dataset: str, seed: int) -> dict:
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
-def run(estimators) -> None:
+def run(estimators, seeds=SEEDS) -> None:
     done = {(r["estimator"], r["setting"], r["dataset"], r["seed"]) for r in load_jsonl(JSONL)}
     for estimator in estimators:
         # Seed-major, so an interrupted run still has every setting on every dataset once.
-        for seed in SEEDS:
+        for seed in seeds:
             for dataset in TUNING_DATASETS[estimator]:
                 for setting in GRID[estimator]:
                     if (estimator, setting, dataset, seed) in done:
@@ -199,7 +199,11 @@ def pick(records, estimator):
 
 
 def write_report() -> None:
-    records = load_jsonl(JSONL)
+    # One record per grid point and seed (two processes may both have run one).
+    unique = {}
+    for r in load_jsonl(JSONL):
+        unique.setdefault((r["estimator"], r["setting"], r["dataset"], r["seed"]), r)
+    records = list(unique.values())
     lines = [
         "# Tuning the deep estimators' defaults on designated datasets",
         "",
@@ -268,14 +272,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--estimators", default="MGBCC,VGMGC")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
+                        help="a subset of the procedure's seeds, to run them in two processes")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if not set(seeds) <= set(SEEDS):
+        raise SystemExit(f"the procedure's seeds are {SEEDS}; got {seeds}")
     estimators = [e.strip() for e in args.estimators.split(",")]
     unknown = set(estimators) - set(GRID)
     if unknown:
         raise SystemExit(f"unknown estimators {sorted(unknown)}; choose from {sorted(GRID)}")
     if not args.report_only:
-        run(estimators)
+        run(estimators, seeds)
     write_report()
 
 
