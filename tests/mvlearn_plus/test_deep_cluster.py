@@ -106,14 +106,14 @@ def test_mgbcc_default_architecture_recovers_planted_clusters():
     # Everything at its default except the epoch budget (kept short for the test).
     model = GranularBallContrastiveClustering(n_clusters=4, max_epochs=10, random_state=0,
                                               device="cpu").fit(views)
-    # The default encoder is the paper's MLP d_v -> 2000 -> 500 -> 500 -> latent (chosen by
-    # benchmarks/tune_deep.py), with BatchNorm and ReLU between the hidden layers.
+    # The default encoder is one linear map d_v -> latent per view (kept against the paper's
+    # MLP by benchmarks/tune_deep.py; both reach ARI > 0.9 here, the MLP 0.98 in 10 epochs).
     widths = [layer.out_features for layer in model._model.encoders[0]
               if isinstance(layer, torch.nn.Linear)]
-    assert widths == [2000, 500, 500, 256]
+    assert widths == [256]
     assert adjusted_rand_score(y, model.labels_) > 0.9
-    # The planted structure needs both views: one view alone gives about 0.4 (measured), so the
-    # test fails if a view or the fusion of the codes is lost.
+    # The planted structure needs both views: one view alone gives about 0.3-0.4 (measured;
+    # feeding view 1 twice, 0.4), so the test fails if a view or the fusion of the codes is lost.
     single = GranularBallContrastiveClustering(n_clusters=4, max_epochs=10, random_state=0,
                                                device="cpu")
     with warnings.catch_warnings():
