@@ -7,7 +7,8 @@ from mvlearn_plus.cluster._vgmgc._dense import DenseBackend
 from mvlearn_plus.cluster._vgmgc._self_training import dec_target
 from mvlearn_plus.cluster._vgmgc._sparse import SparseBackend
 
-#: Defaults of ``kl_step`` and ``kl_max`` (IDEC's ``gamma = 0.1``; see the estimator's Notes).
+#: Defaults of ``kl_step`` and ``kl_max`` (IDEC's ``gamma = 0.1``; see the estimator's Notes),
+#: kept against the paper's 5 and 1000 by ``benchmarks/tune_deep.py`` (``tune_deep.md``).
 KL_STEP = 0.05
 KL_MAX = 0.1
 
