@@ -28,7 +28,7 @@ A run folder holds ``config.json`` (model, method and training settings), ``chec
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
 rSum), ``history.json`` and ``train.log``. Tensors are always read back with
 ``weights_only=True``. A run that starts from trained weights (``--pretrained RUN_FOLDER`` or
-a weights file; ``TrainConfig.evaluate_start``) validates them first, as epoch 0, and
+a weights file; ``TrainConfig.evaluate_start``), and every feature form, validates the start first, as epoch 0, and
 ``model_best.pt`` holds them until an epoch beats their rSum: selection never returns worse
 than the start (``history.json`` says which was kept).
 
@@ -152,9 +152,11 @@ class TrainConfig:
     evaluate_start : bool or None, default=None
         Validate the starting weights before training (reported as epoch 0) and keep them
         as ``model_best.pt`` unless an epoch beats their validation rSum, so that selection
-        never returns worse than the start. None: when the backbone starts from trained
-        weights in a file (``--pretrained RUN_FOLDER`` or a checkpoint file), not from an
-        open_clip tag or random weights. Needs a validation split.
+        never returns worse than the start. None: as the method says
+        (``RetrievalMethod.starts_from_trained_weights``): when the backbone starts from
+        trained weights in a file (``--pretrained RUN_FOLDER`` or a checkpoint file), not from
+        an open_clip tag or random weights, and always for the feature forms (untrained, they
+        reproduce the CLIP that wrote the features). Needs a validation split.
     """
 
     epochs: int = 5
@@ -642,11 +644,7 @@ class Trainer:
     def _evaluates_start(self) -> bool:
         if self.config.evaluate_start is not None:
             return self.config.evaluate_start
-        # Trained weights (a run folder's or a checkpoint file's) are a start worth keeping;
-        # random weights and features' adapters are not.
-        backbone = getattr(self.method, "backbone", None)
-        pretrained = getattr(backbone, "pretrained", None)
-        return pretrained is not None and Path(pretrained).is_file()
+        return self.method.starts_from_trained_weights()
 
     def _select_start(self, fit: _Fit) -> None:
         """Validate the starting weights (epoch 0) and keep them as ``model_best.pt``: an

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -251,6 +252,17 @@ class RetrievalMethod(nn.Module):
 
     def on_epoch_end(self, epoch: int, context: EpochContext | None = None) -> None:
         """Called by the trainer after every epoch's last step, before validation."""
+
+    def starts_from_trained_weights(self) -> bool:
+        """Whether the untrained method is a model worth keeping: then the trainer validates
+        it as epoch 0 and keeps it unless an epoch beats it (``TrainConfig.evaluate_start``).
+
+        True when the backbone starts from a weights file (``--pretrained RUN_FOLDER`` or a
+        checkpoint); random weights are not a start to keep.
+        """
+        backbone = getattr(self, "backbone", None)
+        pretrained = getattr(backbone, "pretrained", None)
+        return pretrained is not None and Path(pretrained).is_file()
 
     def prepare_start_evaluation(self, context: EpochContext) -> None:
         """Called by the trainer on every process before it validates the starting weights

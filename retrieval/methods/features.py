@@ -152,6 +152,12 @@ class FeatureMethod(RetrievalMethod):
     def train(self, mode: bool = True) -> "FeatureMethod":
         return nn.Module.train(self, mode)
 
+    def starts_from_trained_weights(self) -> bool:
+        """Always: untrained, the heads reproduce the frozen CLIP's retrieval (the adapters'
+        last layer starts at zero), so a run that only makes validation worse ends with the
+        CLIP the features came from, as a ``--pretrained`` run does."""
+        return True
+
     @classmethod
     def from_config(cls, space: FeatureSpace, config: dict[str, Any]) -> "FeatureMethod":
         return cls(space, **config)

@@ -82,6 +82,22 @@ def test_contrastive_feature_form_trains_selects_and_reloads(features, tmp_path)
         method.evaluate_split(test)["rsum"])
 
 
+def test_a_feature_form_keeps_the_clip_it_starts_from_when_training_only_hurts(features,
+                                                                              tmp_path):
+    # Untrained, the adapters are the frozen CLIP: it is validated as epoch 0 and kept unless
+    # an epoch beats it (a huge learning rate only hurts).
+    train, val = (load_features(features, split=s) for s in ("train", "val"))
+    torch.manual_seed(0)
+    method = build_feature_method("contrastive", train)
+    start = {k: v.clone() for k, v in method.state_dict().items()}
+    trainer = Trainer(method, small_config(1, lr_new=1.0), tmp_path / "hurt").fit(train, val)
+    assert trainer.start_ is not None
+    assert trainer.history_[0]["val_rsum"] < trainer.start_["val_rsum"] == trainer.best_rsum_
+    record = json.loads((tmp_path / "hurt" / "history.json").read_text())
+    assert record["kept"] == "start"
+    assert all(torch.equal(v, start[k]) for k, v in method.state_dict().items())
+
+
 def test_d2s_feature_form_stages_cache_and_resume(features, tmp_path):
     train, val = (load_features(features, split=s) for s in ("train", "val"))
     torch.manual_seed(0)
