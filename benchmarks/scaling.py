@@ -141,6 +141,12 @@ def child(spec: dict) -> dict:
     out.update(acc=scores["acc"], nmi=scores["nmi"], ari=scores["ari"])
     if hasattr(model, "n_iter_"):
         out["n_iter"] = int(model.n_iter_)
+    # How each view's neighbours were searched (exact, or IVF with the measured recall), and
+    # how MGF's rank rule ended: the scaling table reports both beside the time.
+    for attribute in ("neighbor_search_", "rank_status_", "labels_source_", "converged_"):
+        value = getattr(model, attribute, None)
+        if value is not None:
+            out[attribute.rstrip("_")] = json.loads(json.dumps(value, default=str))
     return out
 
 
