@@ -28,9 +28,9 @@ A run folder holds ``config.json`` (model, method and training settings), ``chec
 (everything needed to resume), ``model_best.pt`` (the method's weights at the best validation
 rSum), ``history.json`` and ``train.log``. Tensors are always read back with
 ``weights_only=True``. A run that starts from trained weights (``--pretrained RUN_FOLDER`` or
-a weights file; ``TrainConfig.evaluate_start``), and every feature form, validates the start first, as epoch 0, and
-``model_best.pt`` holds them until an epoch beats their rSum: selection never returns worse
-than the start (``history.json`` says which was kept).
+a weights file; ``TrainConfig.evaluate_start``), and every feature form, validates the start
+first, as epoch 0, and ``model_best.pt`` holds it until an epoch beats its rSum: selection
+never returns worse than the start (``history.json`` says which was kept).
 
 :meth:`Trainer.fit` reads as its parts: ``_setup`` (run folder, loaders, optimiser,
 schedule), ``_resume``, ``_select_start``, then per epoch ``_train_epoch`` (its steps,

@@ -153,9 +153,10 @@ class FeatureMethod(RetrievalMethod):
         return nn.Module.train(self, mode)
 
     def starts_from_trained_weights(self) -> bool:
-        """Always: untrained, the heads reproduce the frozen CLIP's retrieval (the adapters'
-        last layer starts at zero), so a run that only makes validation worse ends with the
-        CLIP the features came from, as a ``--pretrained`` run does."""
+        """Always: the features come from a CLIP, and the adapters' last layer starts at zero,
+        so untrained they reproduce its retrieval; a run that only makes validation worse then
+        ends with that CLIP, as a ``--pretrained`` run does. (A head that does not start at
+        the CLIP is still validated untrained; any epoch that helps beats it.)"""
         return True
 
     @classmethod
