@@ -8,7 +8,10 @@ An ablation on the feature forms (adapters and heads on the start's frozen featu
   D2S's loss; the feature forms of AVSE and D2S have no InfoNCE switch), and AVSE / D2S with the
   hardest-negative hinge from the first epoch (``sum_first_epoch=False``) instead of the
   sum-of-violations first epoch;
-* AVSE: the number of views (1, 2 = default, 4) and the cross-view regulariser off;
+* AVSE: the number of views (1, 2 = default, 4), one chunk of the full width instead of
+  16-d chunks (each chunk's cosine is normalised on its own, so AVSE's score at step 0, with
+  every view equal to the CLIP embedding, is not the start's cosine), and the cross-view
+  regulariser off;
 * D2S: the dense stage short (1 epoch of 6), default (2 of 6) and long (4 of 6), and the
   distillation term off (``distill_weight=0``);
 * the start: a tiny CLIP pretrained on *another* synthetic set (``--start other``, the
@@ -72,6 +75,10 @@ ROWS: dict[str, tuple[str, dict]] = {
     "AVSE (2 views)": ("avse", {}),
     "AVSE, 1 view": ("avse", {"n_views": 1}),
     "AVSE, 4 views": ("avse", {"n_views": 4}),
+    # One chunk of the full width: the score is then the plain cosine of the best view (the
+    # default scores the sum of per-chunk cosines of 16-d chunks, which is not CLIP's score
+    # even at step 0, where every view is the CLIP embedding).
+    "AVSE, 1 chunk (full-width cosine)": ("avse", {"chunk_sizes": [64]}),
     "AVSE, no cross-view regulariser": ("avse", {"reg": "none"}),
     "AVSE, hardest negative from epoch 1": ("avse", {"sum_first_epoch": False}),
     "D2S (dense stage 2 of 6 epochs)": ("d2s", {**D2S_SMALL}),
