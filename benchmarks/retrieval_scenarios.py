@@ -325,6 +325,19 @@ def report(seeds: list[int], results: Path) -> None:
                              for r in ordered)
             lines.append(f"| {name} | " + " | ".join(cells)
                          + f" | {lrs} | {kept} | {_cell([r['val_rsum'] for r in ordered])} |")
+        edge = {arm: sum(r["lr"] in (LR_GRID[0], LR_GRID[-1]) for r in arms[arm].values())
+                for arm in ("contrastive", sc.method)}
+        lines.append("")
+        lines.append(f"Chosen rate at an end of the grid: contrastive {edge['contrastive']} of "
+                     f"{len(arms['contrastive'])} seeds, {sc.label} {edge[sc.method]} of "
+                     f"{len(arms[sc.method])}.")
+        if sc.name == "twins":
+            counts = {kind: sorted({int(r["test"].get(f"twin_images_group_{kind}", 0))
+                                    for r in arms["start"].values()})
+                      for kind in ("category", "attribute")}
+            lines.append(f"Test images in the group scores, per seed: category twins "
+                         f"{counts['category']}, attribute twins {counts['attribute']} (one "
+                         "image moves a group score by 100/count points).")
         common = sorted(set(arms[sc.method]) & set(arms["contrastive"]))
         for metric in dict.fromkeys([sc.headline, "rsum"]):
             method = [arms[sc.method][s]["test"][metric] for s in common]
