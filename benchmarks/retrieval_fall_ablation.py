@@ -201,7 +201,8 @@ def report(seeds: list[int], results: Path) -> None:
         title = ("a tiny CLIP pretrained on another synthetic set" if start == "other" else
                  "a tiny CLIP trained on this set's own training split")
         lines += [f"## Start: {title}", "",
-                  f"The start (frozen features): test rSum {s_test}, validation rSum {s_val}.",
+                  f"Seeds {', '.join(str(r['seed']) for r in starts)}. The start (frozen "
+                  f"features): test rSum {s_test}, validation rSum {s_val}.",
                   "", "Cells: test rSum of the kept epoch / of the last epoch; [kept epoch per "
                   "seed, 0 = the start]; ▲ where the kept epoch's test rSum is above the "
                   "start's on every seed.", "",
