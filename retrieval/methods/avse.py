@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from retrieval.backbones import ClipBackbone, UnsupportedModelError
-from retrieval.losses import hinge_triplet
+from retrieval.losses import check_match_loss, matching_loss
 from retrieval.methods.base import GatherFn, RetrievalMethod, register_method
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class RadialViewMaxSim:
     def _setup_views(self, d: int, n_patches: int, *, n_views: int, keep_train: float,
                      keep_eval: float, view_mode: str, beta: float,
                      chunk_sizes: Sequence[int] | None, margin: float, sum_first_epoch: bool,
-                     reg: str, reg_weight: float, reg_off_diagonal: float, eval_seed: int,
+                     match_loss: str, temperature: float, reg: str, reg_weight: float, reg_off_diagonal: float, eval_seed: int,
                      scoring: str, k_short: int, where: str) -> None:
         if n_views < 1:
             raise ValueError(f"n_views must be >= 1, got {n_views}")
@@ -227,6 +227,7 @@ class RadialViewMaxSim:
             raise ValueError(f"k_short must be >= 1, got {k_short}")
         if eval_seed < 0:
             raise ValueError(f"eval_seed must be >= 0, got {eval_seed}")
+        check_match_loss(match_loss, temperature)
         if chunk_sizes is None:
             chunk_sizes = [256] if d >= 512 and d % 256 == 0 else [max(1, d // 4)]
         chunk_sizes = [int(c) for c in chunk_sizes]
@@ -246,6 +247,8 @@ class RadialViewMaxSim:
         self.chunk_sizes = chunk_sizes
         self.margin = float(margin)
         self.sum_first_epoch = bool(sum_first_epoch)
+        self.match_loss = match_loss
+        self.temperature = float(temperature)
         self.reg = reg
         self.reg_weight = float(reg_weight)
         self.reg_off_diagonal = float(reg_off_diagonal)
@@ -260,7 +263,8 @@ class RadialViewMaxSim:
         return {"n_views": self.n_views, "keep_train": self.keep_train,
                 "keep_eval": self.keep_eval, "view_mode": self.view_mode, "beta": self.beta,
                 "chunk_sizes": list(self.chunk_sizes), "margin": self.margin,
-                "sum_first_epoch": self.sum_first_epoch, "reg": self.reg,
+                "sum_first_epoch": self.sum_first_epoch, "match_loss": self.match_loss,
+                "temperature": self.temperature, "reg": self.reg,
                 "reg_weight": self.reg_weight, "reg_off_diagonal": self.reg_off_diagonal,
                 "eval_seed": self.eval_seed, "scoring": self.scoring, "k_short": self.k_short}
 
@@ -317,13 +321,17 @@ class RadialViewMaxSim:
 
     def view_losses(self, images: torch.Tensor, texts: torch.Tensor, image_ids: torch.Tensor,
                     epoch: int) -> dict[str, torch.Tensor]:
-        """Hinge triplet on the MaxSim scores of a (gathered) batch plus the cross-view term.
+        """Hinge triplet (or InfoNCE, ``match_loss``) on the MaxSim scores of a (gathered)
+        batch plus the cross-view term.
 
         ``images`` are concatenated view embeddings ``(B, n_views * d)``.
         """
         scores = self.score(images, texts)
         hardest = not (self.sum_first_epoch and epoch == 0)
-        matching = hinge_triplet(scores, image_ids, margin=self.margin, hardest=hardest)
+        caption_chunks = sum(texts.shape[1] // size for size in self.chunk_sizes)
+        matching = matching_loss(scores, image_ids, kind=self.match_loss, margin=self.margin,
+                                 hardest=hardest, temperature=self.temperature,
+                                 score_range=float(caption_chunks))
         losses = {"matching": matching}
         loss = matching
         if self.reg != "none" and self.n_views > 1 and self.reg_weight > 0:
@@ -474,6 +482,12 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
         fixed margin is relatively smaller for more chunks.
     sum_first_epoch : bool, default=True
         VSE++ schedule: sum over negatives in the first epoch, hardest negative afterwards.
+    match_loss : {"hinge", "infonce"}, default="hinge"
+        The paper's hinge triplet, or InfoNCE on the score divided by the number of caption
+        chunks (our option, not the paper's: on small budgets the hinge with hardest negatives
+        fell below the start where InfoNCE did not; ``retrieval_fall_ablation.md``).
+    temperature : float, default=0.05
+        InfoNCE temperature (``match_loss="infonce"`` only).
     reg : {"code", "standardized", "none"}, default="code"
         Cross-view regulariser (see :func:`cross_view_regulariser`); ``"code"`` produced the
         published numbers. Its value stays about ``d`` (``|C_kl| <= 1 / B``); only its gradient
@@ -534,7 +548,8 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
     def __init__(self, backbone: ClipBackbone, n_views: int = 2, keep_train: float = 0.8,
                  keep_eval: float = 0.9, view_mode: str = "nearest", beta: float = 4.0,
                  chunk_sizes: Sequence[int] | None = None, margin: float = 0.2,
-                 sum_first_epoch: bool = True, reg: str = "code", reg_weight: float = 1.0,
+                 sum_first_epoch: bool = True, match_loss: str = "hinge",
+                 temperature: float = 0.05, reg: str = "code", reg_weight: float = 1.0,
                  reg_off_diagonal: float = 0.0051, text_augment: bool = True,
                  text_augment_probability: float = 0.2, eval_seed: int = 0,
                  scoring: str = "shortlist", k_short: int = 100, pool: str = "cls") -> None:
@@ -553,7 +568,8 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
         self._setup_views(
             backbone.embed_dim, n_patches, n_views=n_views, keep_train=keep_train,
             keep_eval=keep_eval, view_mode=view_mode, beta=beta, chunk_sizes=chunk_sizes,
-            margin=margin, sum_first_epoch=sum_first_epoch, reg=reg, reg_weight=reg_weight,
+            margin=margin, sum_first_epoch=sum_first_epoch, match_loss=match_loss,
+            temperature=temperature, reg=reg, reg_weight=reg_weight,
             reg_off_diagonal=reg_off_diagonal, eval_seed=eval_seed, scoring=scoring,
             k_short=k_short, where=backbone.name)
         self.text_augment = bool(text_augment)

@@ -70,7 +70,7 @@ class LateViewAdapters(RadialViewMaxSim, FeatureMethod):
         Patch tokens per image in the features (a square grid); taken from ``img_tokens``
         when built by :func:`~retrieval.training.build_feature_method` from a split.
     n_views, keep_train, keep_eval, view_mode, beta, chunk_sizes, margin, sum_first_epoch,
-    reg, reg_weight, reg_off_diagonal, eval_seed, scoring, k_short
+    match_loss, temperature, reg, reg_weight, reg_off_diagonal, eval_seed, scoring, k_short
         As :class:`~retrieval.methods.avse.AsymmetricVisualSemanticEmbedding`.
     hidden : int, optional
         Adapter hidden width (default ``2 d``).
@@ -88,7 +88,8 @@ class LateViewAdapters(RadialViewMaxSim, FeatureMethod):
     def __init__(self, space: FeatureSpace, n_patches: int, n_views: int = 2,
                  keep_train: float = 0.8, keep_eval: float = 0.9, view_mode: str = "nearest",
                  beta: float = 4.0, chunk_sizes: Sequence[int] | None = None,
-                 margin: float = 0.2, sum_first_epoch: bool = True, reg: str = "code",
+                 margin: float = 0.2, sum_first_epoch: bool = True,
+                 match_loss: str = "hinge", temperature: float = 0.05, reg: str = "code",
                  reg_weight: float = 1.0, reg_off_diagonal: float = 0.0051,
                  eval_seed: int = 0, scoring: str = "shortlist", k_short: int = 100,
                  hidden: int | None = None) -> None:
@@ -96,7 +97,8 @@ class LateViewAdapters(RadialViewMaxSim, FeatureMethod):
         self._setup_views(
             space.d, int(n_patches), n_views=n_views, keep_train=keep_train,
             keep_eval=keep_eval, view_mode=view_mode, beta=beta, chunk_sizes=chunk_sizes,
-            margin=margin, sum_first_epoch=sum_first_epoch, reg=reg, reg_weight=reg_weight,
+            margin=margin, sum_first_epoch=sum_first_epoch, match_loss=match_loss,
+            temperature=temperature, reg=reg, reg_weight=reg_weight,
             reg_off_diagonal=reg_off_diagonal, eval_seed=eval_seed, scoring=scoring,
             k_short=k_short, where=f"the features of {space.model}")
         self.hidden = hidden

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from retrieval.backbones import ClipBackbone, UnsupportedModelError
 from retrieval.data.dense import split_dense_caption  # noqa: F401 - its public home was here
-from retrieval.losses import hinge_triplet
+from retrieval.losses import check_match_loss, matching_loss
 from retrieval.methods.base import EpochContext, GatherFn, RetrievalMethod, register_method
 
 logger = logging.getLogger(__name__)
@@ -164,13 +164,17 @@ class DenseToSparseObjective:
     """
 
     def _setup_objective(self, width: int, *, stage1_fraction: float, margin: float,
-                         sum_first_epoch: bool, distill_weight: float, distill: str,
+                         sum_first_epoch: bool, match_loss: str, temperature: float,
+                         distill_weight: float, distill: str,
                          n_prompts: int, decoder_depth: int, decoder_heads: int,
                          dropout: float) -> None:
         if not 0 < stage1_fraction < 1:
             raise ValueError(f"stage1_fraction must be in (0, 1), got {stage1_fraction}")
         if distill not in ("cosine", "l2"):
             raise ValueError(f"distill must be 'cosine' or 'l2', got {distill!r}")
+        check_match_loss(match_loss, temperature)
+        self.match_loss = match_loss
+        self.temperature = float(temperature)
         self.stage1_fraction = float(stage1_fraction)
         self.margin = float(margin)
         self.sum_first_epoch = bool(sum_first_epoch)
@@ -199,8 +203,8 @@ class DenseToSparseObjective:
 
     def _objective_config(self) -> dict[str, Any]:
         return {"stage1_fraction": self.stage1_fraction, "margin": self.margin,
-                "sum_first_epoch": self.sum_first_epoch,
-                "distill_weight": self.distill_weight, "distill": self.distill,
+                "sum_first_epoch": self.sum_first_epoch, "match_loss": self.match_loss,
+                "temperature": self.temperature, "distill_weight": self.distill_weight, "distill": self.distill,
                 "n_prompts": self.n_prompts, "decoder_depth": self.decoder_depth,
                 "decoder_heads": self.decoder_heads, "dropout": self.dropout}
 
@@ -217,8 +221,8 @@ class DenseToSparseObjective:
                        image_ids: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
         """Stage 1: hinge between (gathered) images and their dense-caption embeddings."""
         hardest = not (self.sum_first_epoch and epoch == 0)
-        loss = hinge_triplet(images.float() @ dense.float().t(), image_ids, margin=self.margin,
-                             hardest=hardest)
+        loss = matching_loss(images.float() @ dense.float().t(), image_ids, kind=self.match_loss,
+                             margin=self.margin, hardest=hardest, temperature=self.temperature)
         return {"loss": loss, "dense_matching": loss}
 
     def sparse_losses(self, images: torch.Tensor, texts: torch.Tensor,
@@ -230,8 +234,9 @@ class DenseToSparseObjective:
             raise RuntimeError("D2S stage 2 needs the teacher cache (built at the start of "
                                "stage 2 by the trainer's epoch hook)")
         hardest = not (self.sum_first_epoch and epoch == 0)
-        matching = hinge_triplet(images.float() @ all_texts.float().t(), image_ids,
-                                 margin=self.margin, hardest=hardest)
+        matching = matching_loss(images.float() @ all_texts.float().t(), image_ids,
+                                 kind=self.match_loss, margin=self.margin, hardest=hardest,
+                                 temperature=self.temperature)
         # The cache follows the batch to its device once, and is indexed there.
         if self.teacher_cache.device != texts.device:
             self.teacher_cache = self.teacher_cache.to(texts.device)
@@ -263,6 +268,12 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
     sum_first_epoch : bool, default=True
         VSE++ schedule: the sum over negatives in the run's first epoch, hardest negatives
         afterwards.
+    match_loss : {"hinge", "infonce"}, default="hinge"
+        The paper's hinge triplet in both stages, or InfoNCE (our option, not the paper's: on
+        small budgets the hinge with hardest negatives fell below the start where InfoNCE did
+        not; ``retrieval_fall_ablation.md``).
+    temperature : float, default=0.05
+        InfoNCE temperature (``match_loss="infonce"`` only).
     distill_weight : float, default=1.0
         ``lambda_d`` of ``L = L_H + lambda_d L_dist``.
     distill : {"cosine", "l2"}, default="cosine"
@@ -314,6 +325,7 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
 
     def __init__(self, backbone: ClipBackbone, stage1_fraction: float = 1 / 3,
                  margin: float = 0.2, sum_first_epoch: bool = True,
+                 match_loss: str = "hinge", temperature: float = 0.05,
                  distill_weight: float = 1.0, distill: str = "cosine", n_prompts: int = 100,
                  decoder_depth: int = 4, decoder_heads: int = 4, dropout: float = 0.1,
                  max_chunk_tokens: int | None = None) -> None:
@@ -327,7 +339,8 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
                                       "has another one")
         self._setup_objective(
             backbone.embed_dim, stage1_fraction=stage1_fraction, margin=margin,
-            sum_first_epoch=sum_first_epoch, distill_weight=distill_weight, distill=distill,
+            sum_first_epoch=sum_first_epoch, match_loss=match_loss, temperature=temperature,
+            distill_weight=distill_weight, distill=distill,
             n_prompts=n_prompts, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
             dropout=dropout)
         self.max_chunk_tokens = max_chunk_tokens

@@ -88,6 +88,9 @@ class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
     margin : float, default=0.2
     sum_first_epoch : bool, default=True
         VSE++ schedule (sum over negatives in the first epoch, hardest afterwards).
+    match_loss : {"hinge", "infonce"}, default="hinge"
+    temperature : float, default=0.05
+        As the end-to-end form.
     distill_weight : float, default=1.0
     distill : {"cosine", "l2"}, default="cosine"
     n_prompts : int, default=100
@@ -110,6 +113,7 @@ class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
 
     def __init__(self, space: FeatureSpace, stage1_fraction: float = 1 / 3,
                  margin: float = 0.2, sum_first_epoch: bool = True,
+                 match_loss: str = "hinge", temperature: float = 0.05,
                  distill_weight: float = 1.0, distill: str = "cosine", n_prompts: int = 100,
                  decoder_depth: int = 4, decoder_heads: int = 4, dropout: float = 0.1,
                  hidden: int | None = None) -> None:
@@ -119,7 +123,8 @@ class DenseToSparseAdapters(DenseToSparseObjective, FeatureMethod):
         self.text_adapter = ResidualAdapter(space.d, hidden)
         self._setup_objective(
             space.d, stage1_fraction=stage1_fraction, margin=margin,
-            sum_first_epoch=sum_first_epoch, distill_weight=distill_weight, distill=distill,
+            sum_first_epoch=sum_first_epoch, match_loss=match_loss, temperature=temperature,
+            distill_weight=distill_weight, distill=distill,
             n_prompts=n_prompts, decoder_depth=decoder_depth, decoder_heads=decoder_heads,
             dropout=dropout)
         self._datasets: list[tuple[int, Any, Dataset]] = []

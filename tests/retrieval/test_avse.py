@@ -279,6 +279,10 @@ def test_bad_configurations_are_clear_errors():
         avse(eval_seed=-1)
     with pytest.raises(ValueError, match="pool"):
         avse(pool="mean")
+    with pytest.raises(ValueError, match="match_loss"):
+        avse(match_loss="triplet")
+    with pytest.raises(ValueError, match="temperature"):
+        avse(match_loss="infonce", temperature=0)
 
 
 def test_generalized_pooling_sorts_each_dimension_and_weighs_ranks():

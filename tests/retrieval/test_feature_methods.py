@@ -250,3 +250,21 @@ def test_mid_epoch_resume_of_a_feature_form_equals_an_uninterrupted_run(features
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 3 * steps
     for key in a["method"]:
         torch.testing.assert_close(a["method"][key], b["method"][key])
+
+
+@pytest.mark.parametrize("name", ["avse", "d2s"])
+def test_infonce_matching_option_trains_and_reloads(features, tmp_path, name):
+    # match_loss="infonce" replaces the hinge in every stage: the logged matching loss is the
+    # InfoNCE of the batch (positive, about log(batch) at the start), and the run reloads with it.
+    train, val, test = (load_features(features, split=s) for s in ("train", "val", "test"))
+    config = {"match_loss": "infonce", **({"n_prompts": 4} if name == "d2s" else {})}
+    torch.manual_seed(0)
+    method = build_feature_method(name, train, method_config=config)
+    assert method.get_config()["match_loss"] == "infonce"
+    trainer = Trainer(method, small_config(3), tmp_path / name).fit(train, val)
+    key = "train_matching" if name == "avse" else "train_loss"
+    assert all(np.isfinite(r[key]) and r[key] > 0 for r in trainer.history_)
+    reloaded = load_run(tmp_path / name)
+    assert reloaded.get_config()["match_loss"] == "infonce"
+    assert reloaded.evaluate_split(test)["rsum"] == pytest.approx(
+        method.evaluate_split(test)["rsum"])

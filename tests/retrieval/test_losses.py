@@ -61,3 +61,17 @@ def test_shape_errors():
         info_nce(torch.zeros(3, 3), torch.arange(2))
     with pytest.raises(ValueError, match="square"):
         hinge_triplet(torch.zeros(2, 3), torch.arange(2), torch.arange(3))
+
+
+def test_matching_loss_is_hinge_or_scaled_infonce():
+    from retrieval.losses import hinge_triplet, info_nce, matching_loss
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(6, 6, generator=generator) * 4 - 2
+    ids = torch.arange(6)
+    assert torch.equal(matching_loss(scores, ids, kind="hinge", margin=0.3, hardest=False),
+                       hinge_triplet(scores, ids, margin=0.3, hardest=False))
+    # A score summed over 4 chunks is scaled back to the range of a cosine before InfoNCE.
+    assert torch.allclose(matching_loss(scores, ids, kind="infonce", temperature=0.1,
+                                        score_range=4.0),
+                          info_nce(scores / 4.0, ids, temperature=0.1))
