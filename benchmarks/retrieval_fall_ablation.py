@@ -5,9 +5,10 @@ An ablation on the feature forms (adapters and heads on the start's frozen featu
 
 * the learning rate (:data:`LR_GRID`, the grid of ``retrieval_scenarios.py``);
 * the loss: the contrastive adapters with InfoNCE and with the hinge triplet loss (AVSE's and
-  D2S's loss; the feature forms of AVSE and D2S have no InfoNCE switch), and AVSE / D2S with the
-  hardest-negative hinge from the first epoch (``sum_first_epoch=False``) instead of the
-  sum-of-violations first epoch;
+  D2S's loss), AVSE / D2S with the hardest-negative hinge from the first epoch
+  (``sum_first_epoch=False``) instead of the sum-of-violations first epoch, and AVSE / D2S with
+  ``match_loss="infonce"`` (rows added after the first runs, when the option was added; they
+  are appended so that earlier rows keep their run folders);
 * AVSE: the number of views (1, 2 = default, 4), one chunk of the full width instead of
   16-d chunks (each chunk's cosine is normalised on its own, so AVSE's score at step 0, with
   every view equal to the CLIP embedding, is not the start's cosine), and the cross-view
@@ -86,6 +87,8 @@ ROWS: dict[str, tuple[str, dict]] = {
     "D2S, dense stage 4 of 6": ("d2s", {**D2S_SMALL, "stage1_fraction": 2 / 3}),
     "D2S, no distillation": ("d2s", {**D2S_SMALL, "distill_weight": 0.0}),
     "D2S, hardest negative from epoch 1": ("d2s", {**D2S_SMALL, "sum_first_epoch": False}),
+    "AVSE (InfoNCE match)": ("avse", {"match_loss": "infonce"}),
+    "D2S (InfoNCE match)": ("d2s", {**D2S_SMALL, "match_loss": "infonce"}),
 }
 START_ROW = "start (frozen features, no training)"
 

@@ -485,7 +485,9 @@ class AsymmetricVisualSemanticEmbedding(RadialViewMaxSim, RetrievalMethod):
     match_loss : {"hinge", "infonce"}, default="hinge"
         The paper's hinge triplet, or InfoNCE on the score divided by the number of caption
         chunks (our option, not the paper's: on small budgets the hinge with hardest negatives
-        fell below the start where InfoNCE did not; ``retrieval_fall_ablation.md``).
+        fell below the start; ``retrieval_fall_ablation.md``). InfoNCE is a batch mean where
+        the hinge is a sum, so ``reg_weight`` weighs about a batch size more against it;
+        ``margin`` and ``sum_first_epoch`` apply to the hinge only.
     temperature : float, default=0.05
         InfoNCE temperature (``match_loss="infonce"`` only).
     reg : {"code", "standardized", "none"}, default="code"

@@ -270,8 +270,10 @@ class DenseToSparseDistillation(DenseToSparseObjective, RetrievalMethod):
         afterwards.
     match_loss : {"hinge", "infonce"}, default="hinge"
         The paper's hinge triplet in both stages, or InfoNCE (our option, not the paper's: on
-        small budgets the hinge with hardest negatives fell below the start where InfoNCE did
-        not; ``retrieval_fall_ablation.md``).
+        small budgets the hinge with hardest negatives fell below the start;
+        ``retrieval_fall_ablation.md``). InfoNCE is a batch mean where the hinge is a sum, so
+        ``distill_weight`` weighs about a batch size more against it; ``margin`` and
+        ``sum_first_epoch`` apply to the hinge only.
     temperature : float, default=0.05
         InfoNCE temperature (``match_loss="infonce"`` only).
     distill_weight : float, default=1.0

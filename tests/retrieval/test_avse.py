@@ -283,6 +283,8 @@ def test_bad_configurations_are_clear_errors():
         avse(match_loss="triplet")
     with pytest.raises(ValueError, match="temperature"):
         avse(match_loss="infonce", temperature=0)
+    with pytest.raises(ValueError, match="temperature"):
+        avse(match_loss="infonce", temperature=None)
 
 
 def test_generalized_pooling_sorts_each_dimension_and_weighs_ranks():

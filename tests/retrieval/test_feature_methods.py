@@ -268,3 +268,32 @@ def test_infonce_matching_option_trains_and_reloads(features, tmp_path, name):
     assert reloaded.get_config()["match_loss"] == "infonce"
     assert reloaded.evaluate_split(test)["rsum"] == pytest.approx(
         method.evaluate_split(test)["rsum"])
+
+
+def test_infonce_matching_is_the_scaled_infonce_of_the_method_score(features):
+    # AVSE: InfoNCE on the MaxSim chunk score divided by the number of caption chunks (4 at
+    # d = 64, chunks of 16); D2S stage 1: InfoNCE on the image-dense cosines. The hinge option
+    # gives another value on the same batch.
+    from retrieval.losses import hinge_triplet, info_nce
+    from retrieval.methods.avse import chunk_scores
+
+    train = load_features(features, split="train")
+    d = train.img_pooled.shape[1]
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.arange(8)
+    avse = build_feature_method("avse", train, method_config={"match_loss": "infonce",
+                                                              "temperature": 0.1})
+    images = torch.nn.functional.normalize(torch.randn(8, avse.n_views * d, generator=generator))
+    texts = torch.nn.functional.normalize(torch.randn(8, d, generator=generator))
+    scores = chunk_scores(images, texts, avse.chunk_sizes)
+    assert avse.chunk_sizes == [16]
+    matching = avse.view_losses(images, texts, ids, epoch=1)["matching"]
+    torch.testing.assert_close(matching, info_nce(scores / 4, ids, temperature=0.1))
+    hinge = build_feature_method("avse", train).view_losses(images, texts, ids, epoch=1)
+    torch.testing.assert_close(hinge["matching"], hinge_triplet(scores, ids))
+    assert not torch.isclose(hinge["matching"], matching)
+    d2s = build_feature_method("d2s", train, method_config={"match_loss": "infonce",
+                                                            "n_prompts": 4})
+    dense = torch.nn.functional.normalize(torch.randn(8, d, generator=generator))
+    torch.testing.assert_close(d2s.dense_matching(texts, dense, ids, epoch=1)["loss"],
+                               info_nce(texts @ dense.t(), ids, temperature=0.05))
