@@ -274,6 +274,19 @@ def test_mgbcc_torch_kmeans_finds_separated_balls():
         assert len(set(labels[10 * block:10 * block + 10].tolist())) == 1
 
 
+def test_mgbcc_torch_kmeans_seeds_every_ball_on_distinct_points():
+    # With k equal to the number of distinct points, D^2 seeding can only pick unchosen points
+    # (a chosen point has weight 0), so every point is its own ball, duplicates included.
+    from mvlearn_plus.cluster._mgbcc import _torch_kmeans
+
+    points = torch.randn(12, 3, generator=torch.Generator().manual_seed(1))
+    points = torch.cat([points, points[:4]])
+    for seed in range(5):
+        labels = _torch_kmeans(points, 12, torch.Generator().manual_seed(seed))
+        assert len(set(labels[:12].tolist())) == 12
+        assert labels[12:].tolist() == labels[:4].tolist()
+
+
 # ---------------------------------------------------------------------------------- VGMGC
 def test_vgmgc_recovers_a_planted_block_model_from_two_graph_views():
     X, graphs, y = planted_graphs()
