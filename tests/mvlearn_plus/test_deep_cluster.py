@@ -129,7 +129,8 @@ def test_mgbcc_step_cap_shortens_training_on_large_data():
         n_clusters=4, max_epochs=10, max_steps=20, batch_size=16, random_state=0, device="cpu"
     ).fit(views)
     assert capped.n_epochs_ == len(capped.loss_history_) == 3
-    # The default cap (3,000 steps) leaves small data at max_epochs.
+    # Without a cap (the default) every n trains the full schedule.
+    assert GranularBallContrastiveClustering(max_epochs=150)._epochs(10**5) == 150
     free = GranularBallContrastiveClustering(
         n_clusters=4, max_epochs=4, batch_size=16, random_state=0, device="cpu"
     ).fit(views)
