@@ -101,6 +101,15 @@ ABLATIONS = {
     "VGMGC (no consensus graph)": dict(graph_k=0),
 }
 MATCH_TOL = 0.005
+#: The last commit that changed what each estimator computes; a row with a record from before
+#: it is marked in the report (it shows the earlier code until rerun with --supersede).
+MODEL_CHANGED = {
+    "VGMGC": ("c6f0714", "sparse path estimating the dense objective, switch at 500 nodes"),
+    "VGMGC (reference)": ("c6f0714", "the same split of the code; the official variant may "
+                                     "differ"),
+    "MGBCC": ("1a532a1", "ball seeding by inverse-CDF draws: same distribution, another "
+                         "random stream"),
+}
 
 #: The official README's training commands (spec 4.6); toolbox defaults elsewhere.
 OFFICIAL_VGMGC = {
@@ -188,6 +197,18 @@ def _graph_propagated_kmeans(data, c, seed):
 def _graph_spectral(data, c, seed):
     # Regularised: the graphs are disconnected (see regularized_spectral_clustering).
     return regularized_spectral_clustering(data.graphs, c, seed), {}
+
+
+def _predates(commit: str, method: str) -> bool:
+    """Whether a record made at commit predates the last change of method's model."""
+    import subprocess
+
+    if method not in MODEL_CHANGED or not commit:
+        return False
+    changed = MODEL_CHANGED[method][0]
+    result = subprocess.run(["git", "merge-base", "--is-ancestor", changed, commit],
+                            cwd=HERE.parent, capture_output=True)
+    return result.returncode == 1
 
 
 def run_one(dataset: str, method: str, seed: int) -> dict:
@@ -355,6 +376,10 @@ def write_report(datasets, seeds, cap, slow, slow_seeds) -> None:
     agg = aggregate(ok, metrics=metrics + ("time",))
     reasons = {(r["dataset"], r["method"]): r["reason"] for r in records
                if r.get("status", "ok") != "ok"}
+    commits = {(r["method"], r.get("commit", "")) for r in ok}
+    stale_commits = {pair for pair in commits if _predates(pair[1], pair[0])}
+    stale = {(r["dataset"], r["method"]) for r in ok
+             if (r["method"], r.get("commit", "")) in stale_commits}
     features = [d for d in datasets if d not in GRAPH_DATASETS]
     graphs = [d for d in datasets if d in GRAPH_DATASETS]
 
@@ -370,6 +395,8 @@ def write_report(datasets, seeds, cap, slow, slow_seeds) -> None:
                     cells[1] = f"{cells[1]} ({runs} seeds)"
                 if method in DEEP and cells[0] in tuned_on(method):
                     cells[1] = f"{cells[1]} *(tuned on)*"
+                if (cells[0], method) in stale:
+                    cells[1] = f"{cells[1]} †"
                 line = "| " + " | ".join(cells) + " |"
             elif len(cells) > 2 and cells[2] == "n/a":
                 why = reasons.get((cells[0], cells[1]), "not run")
@@ -516,6 +543,10 @@ def write_report(datasets, seeds, cap, slow, slow_seeds) -> None:
         "order; never chosen with labels), L2-normalised like the raw-feature row.",
         f"* A pair whose first fit takes over {slow:.0f} s runs only its first {slow_seeds} "
         f"seeds (marked); a fit over {cap / 60:.0f} min is stopped and shown as n/a.",
+        "* † marks a row with a record made before the last change of the model: "
+        + "; ".join(f"{name} at `{commit}` ({what})" for name, (commit, what)
+                    in MODEL_CHANGED.items())
+        + ". Such a row shows the earlier code until it is rerun (`--supersede`).",
         "* Raw records: [deep_clustering.jsonl](deep_clustering.jsonl); plot: "
         "[deep_clustering_acc.png](deep_clustering_acc.png).",
         "",
