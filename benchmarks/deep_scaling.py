@@ -34,8 +34,12 @@ from __future__ import annotations
 
 import os
 
+#: Threads per fit: 2 unless DEEP_SCALING_THREADS says otherwise (1 when other work shares the
+#: cores: torch's OpenMP threads spin-wait and a 2-thread fit on a busy 2-core machine ran
+#: 30 times slower than alone, n = 1,000 MGBCC 195 s against 6.4 s).
+THREADS = os.environ.get("DEEP_SCALING_THREADS", "2")
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "2"
+    os.environ[_var] = THREADS
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import argparse  # noqa: E402
@@ -191,7 +195,7 @@ def run_all(max_n: int, timeout: float, retry_failed: bool = False, families=Non
         if method == CAPPED_MGBCC:
             spec["max_steps"] = CAPPED_STEPS
         result = run_child(spec, timeout if method != FULL_MGBCC else 3 * timeout)
-        record = {"method": method, "n": n, "seed": 0, **result,
+        record = {"method": method, "n": n, "seed": 0, **result, "threads": int(THREADS),
                   **({"beside": beside} if beside else {}),
                   "date": datetime.datetime.now().isoformat(timespec="seconds")}
         append_jsonl(record, JSONL)
@@ -211,7 +215,8 @@ def write_report() -> None:
         "# Scaling of the deep estimators (MGBCC, VGMGC)",
         "",
         f"Generated {datetime.date.today().isoformat()} by `benchmarks/deep_scaling.py` on "
-        f"{platform.machine()}, 2 threads per fit, one fresh process per fit, nothing else "
+        f"{platform.machine()}, one fresh process per fit, 2 threads per fit unless the row "
+        "says 1 (t1), nothing else "
         "running except where a row is marked * (other work ran beside it, which can only "
         "lengthen its time: " + "; ".join(sorted({r["beside"] for r in all_records
                                                    if isinstance(r.get("beside"), str)}
@@ -227,7 +232,7 @@ def write_report() -> None:
         if r["status"] != "ok":
             return f"| {n:,} | {r['status']}: {r['reason']} | | | | | |"
         base = f"{b['peak_rss_mb']:.0f}" if b and b["status"] == "ok" else "n/a"
-        mark = " *" if r.get("beside") else ""
+        mark = (" *" if r.get("beside") else "") + (" (t1)" if r.get("threads") == 1 else "")
         return (f"| {n:,}{mark} | {r['time']:.1f} | {1000 * r['time'] / n:.2f} | "
                 f"{r['peak_rss_mb']:.0f} | {base} | {r['acc']:.3f} | {r['nmi']:.3f} |")
 
