@@ -203,12 +203,18 @@ def _predates(commit: str, method: str) -> bool:
     """Whether a record made at commit predates the last change of method's model."""
     import subprocess
 
-    if method not in MODEL_CHANGED or not commit:
+    if method not in MODEL_CHANGED:
         return False
+    if not commit:
+        # Records without a commit come from before commits were recorded: older than any
+        # change listed here.
+        return True
     changed = MODEL_CHANGED[method][0]
     result = subprocess.run(["git", "merge-base", "--is-ancestor", changed, commit],
                             cwd=HERE.parent, capture_output=True)
-    return result.returncode == 1
+    # 0: the record descends from the change; 1: it does not; else the commit is unknown
+    # here (rewritten history), so nothing says it is current.
+    return result.returncode != 0
 
 
 def run_one(dataset: str, method: str, seed: int) -> dict:

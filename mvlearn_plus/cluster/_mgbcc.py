@@ -575,8 +575,8 @@ def _mix_seed(*parts: int) -> int:
                .astype(np.uint64).dot([1 << 31, 1]) % (2**63 - 1))
 
 
-def _torch_kmeans(z, k, generator, n_iter: int = _BALL_KMEANS_ITER):
-    """k-means++ then Lloyd steps on the device; ties go to the lowest centre index.
+def _kmeans_plus_plus(z, k, generator):
+    """Indices of ``k`` k-means++ seeds among the rows of ``z`` (``k < len(z)``).
 
     The seeding is sequential (one centre per step), so the batch's squared distances are
     computed once and each step only takes a row of them. Each centre is drawn by inverting the
@@ -584,14 +584,14 @@ def _torch_kmeans(z, k, generator, n_iter: int = _BALL_KMEANS_ITER):
     ``torch.multinomial``, which costs about 0.2 ms a call on a CPU and dominated training).
     """
     batch = z.shape[0]
-    if k >= batch:
-        return torch.arange(batch, device=z.device)
     squared = torch.sum(z * z, dim=1)
     distances = (squared[:, None] + squared[None, :] - 2.0 * (z @ z.T)).clamp_min_(0.0)
     uniforms = torch.rand(k, generator=generator, device=z.device, dtype=z.dtype)
     first = torch.randint(batch, (1,), generator=generator, device=z.device)
     chosen = [first]
     closest = distances.index_select(0, first).squeeze(0)
+    # |a|^2 + |b|^2 - 2ab leaves about 1e-7 on a chosen point: zero it exactly.
+    closest.index_fill_(0, first, 0.0)
     last = torch.tensor([batch - 1], device=z.device)
     for step in range(1, k):
         cumulative = torch.cumsum(closest, dim=0)
@@ -604,7 +604,19 @@ def _torch_kmeans(z, k, generator, n_iter: int = _BALL_KMEANS_ITER):
         )
         chosen.append(pick)
         torch.minimum(closest, distances.index_select(0, pick).squeeze(0), out=closest)
-    centres = z[torch.cat(chosen)].clone()
+        closest.index_fill_(0, pick, 0.0)
+    return torch.cat(chosen)
+
+
+def _torch_kmeans(z, k, generator, n_iter: int = _BALL_KMEANS_ITER):
+    """k-means++ seeds (:func:`_kmeans_plus_plus`) then Lloyd steps on the device; ties go to
+    the lowest centre index. The centre sums use ``index_add_``, whose float atomics on CUDA do
+    not repeat bit for bit (CPU runs do).
+    """
+    batch = z.shape[0]
+    if k >= batch:
+        return torch.arange(batch, device=z.device)
+    centres = z[_kmeans_plus_plus(z, k, generator)].clone()
     labels = None
     for _ in range(n_iter):
         # argmin_c ||z - c||^2 = argmin_c (||c||^2 - 2 z.c): one matrix product, no cdist.

@@ -275,6 +275,25 @@ def test_mgbcc_torch_kmeans_finds_separated_balls():
         assert len(set(labels[10 * block:10 * block + 10].tolist())) == 1
 
 
+def test_mgbcc_torch_kmeans_draws_each_centre_by_squared_distance():
+    # Points at 0, 1 and 3 on a line: whatever the first centre, the second is drawn with
+    # probability proportional to the squared distance to it (k-means++). Farthest-point or
+    # uniform seeding gives other frequencies.
+    from mvlearn_plus.cluster._mgbcc import _kmeans_plus_plus
+
+    points = torch.tensor([[0.0], [1.0], [3.0]])
+    squared = (points - points.T) ** 2
+    counts = torch.zeros(3, 3)
+    for seed in range(3000):
+        first, second = _kmeans_plus_plus(points, 2, torch.Generator().manual_seed(seed)).tolist()
+        counts[first, second] += 1
+    for first in range(3):
+        expected = squared[first] / squared[first].sum()
+        observed = counts[first] / counts[first].sum()
+        assert counts[first].sum() > 800
+        assert torch.allclose(observed, expected, atol=0.05), (first, observed, expected)
+
+
 def test_mgbcc_torch_kmeans_seeds_every_ball_on_distinct_points():
     # With k equal to the number of distinct points, D^2 seeding can only pick unchosen points
     # (a chosen point has weight 0), so every point is its own ball, duplicates included.
