@@ -436,6 +436,8 @@ def write_report(datasets, seeds, cap, slow, slow_seeds) -> None:
         verdict = "**met**" if mean >= threshold else "**missed**"
         return (f"* {ours} on {dataset}: ACC {mean:.3f} ± {std:.3f} over "
                 f"{agg[(dataset, ours)]['n_runs']} seeds (aim >= {threshold:.2f}): {verdict}"
+                + (" † (measured before the last change of the model; not rerun)"
+                   if (dataset, ours) in stale else "")
                 + (" (*tuned on*: defaults were chosen with this dataset's labels; see above)."
                    if dataset in tuned_on(ours) else "."))
 
