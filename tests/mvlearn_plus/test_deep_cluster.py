@@ -129,7 +129,8 @@ def test_mgbcc_step_cap_shortens_training_on_large_data():
         n_clusters=4, max_epochs=10, max_steps=20, batch_size=16, random_state=0, device="cpu"
     ).fit(views)
     assert capped.n_epochs_ == len(capped.loss_history_) == 3
-    # The default cap (3,000 steps) leaves small data at max_epochs.
+    # Without a cap (the default) every n trains the full schedule.
+    assert GranularBallContrastiveClustering(max_epochs=150)._epochs(10**5) == 150
     free = GranularBallContrastiveClustering(
         n_clusters=4, max_epochs=4, batch_size=16, random_state=0, device="cpu"
     ).fit(views)
@@ -272,6 +273,38 @@ def test_mgbcc_torch_kmeans_finds_separated_balls():
     assert len(set(labels.tolist())) == 3
     for block in range(3):
         assert len(set(labels[10 * block:10 * block + 10].tolist())) == 1
+
+
+def test_mgbcc_torch_kmeans_draws_each_centre_by_squared_distance():
+    # Points at 0, 1 and 3 on a line: whatever the first centre, the second is drawn with
+    # probability proportional to the squared distance to it (k-means++). Farthest-point or
+    # uniform seeding gives other frequencies.
+    from mvlearn_plus.cluster._mgbcc import _kmeans_plus_plus
+
+    points = torch.tensor([[0.0], [1.0], [3.0]])
+    squared = (points - points.T) ** 2
+    counts = torch.zeros(3, 3)
+    for seed in range(3000):
+        first, second = _kmeans_plus_plus(points, 2, torch.Generator().manual_seed(seed)).tolist()
+        counts[first, second] += 1
+    for first in range(3):
+        expected = squared[first] / squared[first].sum()
+        observed = counts[first] / counts[first].sum()
+        assert counts[first].sum() > 800
+        assert torch.allclose(observed, expected, atol=0.05), (first, observed, expected)
+
+
+def test_mgbcc_torch_kmeans_seeds_every_ball_on_distinct_points():
+    # With k equal to the number of distinct points, D^2 seeding can only pick unchosen points
+    # (a chosen point has weight 0), so every point is its own ball, duplicates included.
+    from mvlearn_plus.cluster._mgbcc import _torch_kmeans
+
+    points = torch.randn(12, 3, generator=torch.Generator().manual_seed(1))
+    points = torch.cat([points, points[:4]])
+    for seed in range(5):
+        labels = _torch_kmeans(points, 12, torch.Generator().manual_seed(seed))
+        assert len(set(labels[:12].tolist())) == 12
+        assert labels[12:].tolist() == labels[:4].tolist()
 
 
 # ---------------------------------------------------------------------------------- VGMGC
