@@ -290,6 +290,20 @@ def append_jsonl(record: dict, path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def supersede_records(path: Path, is_stale) -> int:
+    """Move the records of the JSONL ``path`` for which ``is_stale(record)`` holds to
+    ``<stem>.superseded.jsonl`` beside it, so that a resumable benchmark runs them again at the
+    current code; returns how many moved."""
+    records = load_jsonl(path)
+    stale = [r for r in records if is_stale(r)]
+    if stale:
+        archive = path.with_name(f"{path.stem}.superseded.jsonl")
+        for r in stale:
+            append_jsonl(r, archive)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records if not is_stale(r)))
+    return len(stale)
+
+
 def parse_seeds(text: str) -> List[int]:
     """``"0-4"``, ``"0,2,5"`` or a mix -> sorted unique seeds."""
     seeds = []

@@ -42,7 +42,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -70,6 +69,7 @@ from _common import (  # noqa: E402
     plot_scores,
     regularized_spectral_clustering,
     run_capped,
+    supersede_records,
 )
 from tune_deep import TUNING_DATASETS, tuned_on  # noqa: E402
 
@@ -273,21 +273,6 @@ def methods_for(dataset: str) -> list:
         return [*GRAPH_METHODS, *ABLATIONS]
     return [m for m in [*FEATURE_METHODS, *ABLATIONS]
             if m != "mvlearn MVSC" or mvlearn_available()]
-
-
-def supersede(datasets, methods) -> int:
-    """Move the records of ``methods`` on ``datasets`` to ``deep_clustering.superseded.jsonl``
-    so that they run again at the current code (the run skips pairs already recorded)."""
-    records = load_jsonl(JSONL)
-    keep, old = [], []
-    for r in records:
-        (old if r["dataset"] in datasets and r["method"] in methods else keep).append(r)
-    if old:
-        archive = JSONL.with_name("deep_clustering.superseded.jsonl")
-        for r in old:
-            append_jsonl(r, archive)
-        JSONL.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    return len(old)
 
 
 def run_all(datasets, seeds, cap, slow, slow_seeds, only_methods=None) -> None:
@@ -649,7 +634,9 @@ def main() -> None:
     if args.supersede:
         if not (methods and args.datasets):
             raise SystemExit("--supersede needs --datasets and --methods")
-        log(f"moved {supersede(datasets, methods)} records to the superseded file")
+        moved = supersede_records(
+            JSONL, lambda r: r["dataset"] in datasets and r["method"] in methods)
+        log(f"moved {moved} records to the superseded file")
     if not args.report_only:
         log(f"datasets {datasets}; seeds {seeds}; results -> {JSONL}")
         run_all(datasets, seeds, args.cap, args.slow, args.slow_seeds, methods)

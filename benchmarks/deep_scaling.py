@@ -62,7 +62,7 @@ for _path in (HERE, ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from _common import append_jsonl, code_version, load_jsonl  # noqa: E402
+from _common import append_jsonl, code_version, load_jsonl, supersede_records  # noqa: E402
 
 RESULTS = HERE / "results"
 JSONL = RESULTS / "deep_scaling.jsonl"
@@ -369,12 +369,8 @@ def main() -> None:
     if args.supersede:
         if not families:
             raise SystemExit("--supersede needs --families")
-        records = load_jsonl(JSONL)
-        old = [r for r in records if r["method"].split()[0] in families]
-        for r in old:
-            append_jsonl(r, JSONL.with_name("deep_scaling.superseded.jsonl"))
-        JSONL.write_text("".join(json.dumps(r) + "\n" for r in records if r not in old))
-        log(f"moved {len(old)} records to the superseded file")
+        moved = supersede_records(JSONL, lambda r: r["method"].split()[0] in families)
+        log(f"moved {moved} records to the superseded file")
     if not args.report_only:
         run_all(args.max_n, args.timeout, args.retry_failed, families, args.beside)
     write_report()

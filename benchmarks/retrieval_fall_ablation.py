@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from _common import append_jsonl, code_version, load_jsonl  # noqa: E402
+from _common import append_jsonl, code_version, load_jsonl, parse_seeds  # noqa: E402
 from retrieval_scenarios import (  # noqa: E402
     BATCH,
     LR_GRID,
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=JSONL)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
-    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.seeds = parse_seeds(args.seeds)
     args.starts = [s.strip() for s in args.starts.split(",")]
     if args.rows is not None:
         args.rows = [r.strip() for r in args.rows.split(";")]

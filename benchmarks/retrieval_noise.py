@@ -65,7 +65,7 @@ for _path in (HERE, ROOT):
 
 import torch  # noqa: E402
 
-from _common import append_jsonl, code_version, load_jsonl  # noqa: E402
+from _common import append_jsonl, code_version, load_jsonl, supersede_records  # noqa: E402
 from retrieval.cli import main as cli_main  # noqa: E402
 from retrieval.data import load_features, load_split, make_synthetic, shuffle_captions  # noqa: E402
 from retrieval.fine_grained import twin_accuracy  # noqa: E402
@@ -388,11 +388,8 @@ def main(argv=None) -> None:
     unknown = [row for row in args.rows if row not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
-    if args.supersede and JSONL.is_file():
-        archive = JSONL.with_name("retrieval_noise.superseded.jsonl")
-        with archive.open("a") as handle:
-            handle.write(JSONL.read_text())
-        JSONL.unlink()
+    if args.supersede:
+        supersede_records(JSONL, lambda record: True)
     if not args.report_only:
         RESULTS.mkdir(parents=True, exist_ok=True)
         run(args)

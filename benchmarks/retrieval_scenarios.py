@@ -71,7 +71,7 @@ for _path in (HERE, ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from _common import append_jsonl, code_version, load_jsonl  # noqa: E402
+from _common import append_jsonl, code_version, load_jsonl, parse_seeds  # noqa: E402
 
 RESULTS = HERE / "results"
 JSONL = RESULTS / "retrieval_scenarios.jsonl"
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=JSONL)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
-    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.seeds = parse_seeds(args.seeds)
     args.scenarios = [s.strip() for s in args.scenarios.split(",")]
     unknown = [s for s in args.scenarios if s not in BY_NAME]
     if unknown:
