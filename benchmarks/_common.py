@@ -357,15 +357,15 @@ def run_capped(function, args, cap: float):
     return "timeout", time.perf_counter() - start
 
 
-def code_version() -> dict:
-    """The commit the results come from, and whether the working tree had changes."""
+def code_version(package: str = "mvlearn_plus") -> dict:
+    """The commit the results come from, and whether ``package`` had uncommitted changes."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "mvlearn_plus"], cwd=root,
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", package], cwd=root,
                                     capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return {}

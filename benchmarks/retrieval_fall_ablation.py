@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     done = {(r["start"], r["seed"], r["row"], r["lr"]) for r in load_jsonl(args.results)}
-    version = code_version()
+    version = code_version("retrieval")
     args.work.mkdir(parents=True, exist_ok=True)
     rows = [START_ROW, *ROWS] if args.rows is None else args.rows
     with (args.work / "ablation_commands.log").open("a") as log:

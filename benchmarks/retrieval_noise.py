@@ -139,7 +139,7 @@ def _record(row: str, seed: int, noise: float, method, test, trainer=None, secon
     metrics = method.evaluate_split(test, verbose=False)
     record = {"row": row, "seed": seed, "noise": noise,
               **{k: float(metrics[k]) for k in KEYS}, "train_s": seconds,
-              "date": datetime.datetime.now().isoformat(timespec="seconds"), **code_version()}
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), **code_version("retrieval")}
     if twins:
         record.update(twin_accuracy(method, test))
     record.update(single_network_rsums(method, test))

@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     done = {(r["scenario"], r["seed"], r["arm"], r["lr"]) for r in load_jsonl(args.results)}
-    version = code_version()
+    version = code_version("retrieval")
     args.work.mkdir(parents=True, exist_ok=True)
     with (args.work / "commands.log").open("a") as log:
         for seed in args.seeds:
