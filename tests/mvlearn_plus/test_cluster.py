@@ -505,11 +505,12 @@ def test_mgf_union_pattern_indexes_every_view_entry_and_its_mirror():
                                expected)
 
 
+@pytest.mark.parametrize("knn_method", ["approximate", "hnsw"])
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_knn_path_with_the_approximate_index_recovers_planted_clusters(Estimator):
+def test_knn_path_with_the_approximate_index_recovers_planted_clusters(Estimator, knn_method):
     pytest.importorskip("faiss")
     views, y = planted_views(n=600)
-    model = Estimator(n_clusters=4, algorithm="knn", knn_method="approximate",
+    model = Estimator(n_clusters=4, algorithm="knn", knn_method=knn_method,
                       random_state=0).fit(views)
     assert clustering_accuracy(y, model.labels_) > 0.95
     assert clustering_accuracy(y[:50], model.predict([v[:50] for v in views])) > 0.95

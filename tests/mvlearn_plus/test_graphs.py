@@ -266,6 +266,59 @@ def test_knn_search_approximate_probes_enough_lists_for_the_recall_target(monkey
     assert fallback["method"] == "exact" and "faster" in fallback["reason"]
 
 
+def test_knn_search_hnsw_widens_its_beam_for_the_recall_target(monkeypatch):
+    pytest.importorskip("faiss")
+    import faiss
+
+    import mvlearn_plus.graphs as graphs
+
+    # A sparse graph (8 links, beam 16 while building) over isotropic 24-dimensional blobs:
+    # the narrowest search beam finds well under 90 % of the true neighbours, so the beam
+    # width is what decides the recall. One FAISS thread builds the graph deterministically.
+    monkeypatch.setattr(graphs, "HNSW_LINKS", 8)
+    monkeypatch.setattr(graphs, "HNSW_EF_CONSTRUCTION", 16)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        rng = np.random.RandomState(0)
+        y = rng.randint(0, 10, 20000)
+        X = rng.normal(size=(10, 24))[y] + 1.5 * rng.normal(size=(20000, 24))
+        narrow, calibrated = {}, {}
+        knn_search(X, 10, method="hnsw", recall_target=0.0, info=narrow)
+        idx, dist = knn_search(X, 10, method="hnsw", info=calibrated)
+        again, _ = knn_search(X, 10, method="hnsw")
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert narrow["index"] == "hnsw" and narrow["calibration_recall"] < 0.8, narrow
+    assert calibrated["ef_search"] > narrow["ef_search"], calibrated
+    assert calibrated["calibration_recall"] >= 0.9 and calibrated["method"] == "approximate"
+    np.testing.assert_array_equal(idx, again)
+    assert not np.any(idx == np.arange(len(X))[:, None])
+    np.testing.assert_allclose(dist, ((X[:, None, :] - X[idx]) ** 2).sum(-1), rtol=1e-6)
+    # the recall holds on queries the calibration did not see
+    others = np.random.RandomState(7).choice(20000, 300, replace=False)
+    exact, _ = knn_search(X, 10, query=X[others], method="exact")
+    recall = np.mean([np.intersect1d(f, e[1:]).size / 9 for f, e in zip(idx[others], exact)])
+    assert recall >= 0.85, recall
+
+
+def test_knn_search_hnsw_falls_back_to_exact_when_the_beam_cannot_reach_the_target(
+        monkeypatch):
+    pytest.importorskip("faiss")
+    import mvlearn_plus.graphs as graphs
+
+    monkeypatch.setattr(graphs, "HNSW_LINKS", 4)
+    monkeypatch.setattr(graphs, "HNSW_EF_CONSTRUCTION", 8)
+    monkeypatch.setattr(graphs, "HNSW_MAX_EF_SEARCH", 16)
+    X, _ = _clustered(n=2000, dim=24)
+    info = {}
+    idx, dist = knn_search(X, 10, method="hnsw", recall_target=0.999, info=info)
+    assert info["method"] == "exact" and "not reached" in info["reason"], info
+    exact_idx, exact_dist = knn_search(X, 10, method="exact")
+    np.testing.assert_array_equal(idx, exact_idx)
+    np.testing.assert_array_equal(dist, exact_dist)
+
+
 def test_knn_search_exact_fallback_resolves_ties_like_the_exact_search(monkeypatch):
     pytest.importorskip("faiss")
     import mvlearn_plus.graphs as graphs
@@ -310,12 +363,13 @@ def test_knn_search_auto_switches_to_the_index_above_the_threshold(monkeypatch):
 
 def test_knn_search_method_errors():
     X = np.random.RandomState(0).normal(size=(50, 3))
-    with pytest.raises(ValueError, match="method must be"):
-        knn_search(X, 3, method="hnsw")
-    with pytest.raises(ValueError, match="approximate.*FAISS"):
-        knn_search(sp.csr_matrix(X), 3, method="approximate")
-    with pytest.raises(ValueError, match="approximate.*FAISS"):
-        knn_search(X, 3, backend="sklearn", method="approximate")
+    with pytest.raises(ValueError, match="method must be one of"):
+        knn_search(X, 3, method="annoy")
+    for method in ("approximate", "ivf", "hnsw"):
+        with pytest.raises(ValueError, match=f"{method}.*FAISS"):
+            knn_search(sp.csr_matrix(X), 3, method=method)
+        with pytest.raises(ValueError, match=f"{method}.*FAISS"):
+            knn_search(X, 3, backend="sklearn", method=method)
 
 
 def test_exact_knn_lists_do_not_depend_on_faiss():
