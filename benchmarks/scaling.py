@@ -78,7 +78,11 @@ METHODS = {
     "mPAC (exact)": ("mPAC", "dense"),
     "mPAC (kNN)": ("mPAC", "knn"),
     "mvlearn MVSC": ("mvlearn", None),
+    "MGF (kNN/HNSW)": ("MGF", "knn"),
+    "mPAC (kNN/HNSW)": ("mPAC", "knn"),
 }
+#: Rows that search their neighbour lists with another index than ``knn_method="auto"``.
+KNN_METHOD = {"MGF (kNN/HNSW)": "hnsw", "mPAC (kNN/HNSW)": "hnsw"}
 BASELINE = "baseline (imports + data)"
 
 
@@ -113,7 +117,8 @@ def _make_estimator(method: str, seed: int):
     from mvlearn_plus.cluster import MultiGraphFusionClustering, PartitionAlignmentClustering
 
     cls = MultiGraphFusionClustering if family == "MGF" else PartitionAlignmentClustering
-    return cls(n_clusters=N_CLUSTERS, algorithm=algorithm, random_state=seed)
+    return cls(n_clusters=N_CLUSTERS, algorithm=algorithm,
+               knn_method=KNN_METHOD.get(method, "auto"), random_state=seed)
 
 
 def child(spec: dict) -> dict:
@@ -418,6 +423,7 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     styles = {"MGF (exact)": ("C0", "--", "o"), "MGF (kNN)": ("C0", "-", "o"),
               "mPAC (exact)": ("C1", "--", "s"), "mPAC (kNN)": ("C1", "-", "s"),
+              "MGF (kNN/HNSW)": ("C0", "-.", "x"), "mPAC (kNN/HNSW)": ("C1", "-.", "+"),
               "mvlearn MVSC": ("C2", "-", "^"), BASELINE: ("0.5", ":", "")}
     for method in list(methods) + [BASELINE]:
         pts = sorted((n, first[(method, n)]) for n in ns if (method, n) in first)
