@@ -129,6 +129,12 @@ def build_method(method: str, model: str, pretrained: str | os.PathLike | None =
         # An unknown or misspelt hyper-parameter: name it and the option that set it.
         raise ValueError(f"--method-config (method_config) of {method!r}: {exc}; see "
                          f"help({method_class.__name__}) for its hyper-parameters") from None
+    if pretrained is None and warn_random:
+        # Said in the run log, not only in the docs: these methods train from random weights
+        # without an error, to a result far below the baseline.
+        note = instance.random_start_warning()
+        if note:
+            logger.warning("%s from random weights (no --pretrained): %s", method, note)
     return instance.to(device)
 
 

@@ -146,6 +146,11 @@ class RetrievalMethod(nn.Module):
         super().__init__()
         self.backbone = backbone
 
+    def random_start_warning(self) -> str | None:
+        """What this method, as configured, needs that random weights do not give (logged as a
+        warning when it is built on a backbone with random weights), or None."""
+        return None
+
     def train(self, mode: bool = True) -> "RetrievalMethod":
         """Set training mode, keeping fully frozen towers in eval mode (spec 1.3).
 

@@ -865,6 +865,13 @@ class PseudoLabelConsistencyRefinement(PseudoLabelRefinement, RetrievalMethod):
         self.backbone_b = copy.deepcopy(backbone)
         self._setup_refinement(backbone.embed_dim, **refinement_settings(locals()))
 
+    def random_start_warning(self) -> str | None:
+        return ("PCSR is built to fine-tune a pretrained CLIP: it splits the pairs into clean "
+                "and noisy by the matching loss of a model that already aligns images and "
+                "captions, and from random weights that split sorts noise. Start it from a "
+                "CLIP: --pretrained with an open_clip tag, a weights file or a contrastive run "
+                "folder.")
+
     def get_config(self) -> dict[str, Any]:
         """Hyper-parameters, as passed to ``__init__``."""
         return self._refinement_config()

@@ -220,3 +220,22 @@ def test_cli_train_from_run_and_dense_caption_rules(probe_run, synthetic, tmp_pa
                   str(synthetic), "--output", str(tmp_path / "x"), "--epochs", "1",
                   "--dense-captions", str(Path(synthetic) / "dense_captions.jsonl"), "--quiet"])
 
+
+
+def test_methods_that_need_a_pretrained_start_say_so_in_the_run_log(caplog):
+    from retrieval.runs import build_method
+
+    # AVSE and PCSR train from random weights without an error, to a result far below the
+    # contrastive fine-tune (issue 26): the run log must say what they need.
+    for method, config, expected in (("avse", {}, "hinge loss collapses"),
+                                     ("avse", {"match_loss": "infonce"}, "165.6"),
+                                     ("pcsr", {}, "sorts noise")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="retrieval"):
+            build_method(method, "tiny-vit", None, method_config=config)
+        assert expected in caplog.text and "--pretrained" in caplog.text, (method, caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="retrieval"):
+        build_method("contrastive", "tiny-vit", None)
+        build_method("avse", "tiny-vit", None, warn_random=False)
+    assert "random weights" not in caplog.text
