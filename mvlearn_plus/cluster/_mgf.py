@@ -89,15 +89,10 @@ class MultiGraphFusionClustering(SelfExpressiveClusteringBase):
         dense path (``benchmarks/results/clustering_quality.md``), and a dense ridge graph
         connects every pair of samples, which the rank constraint must then cut.
     knn_method : {"auto", "exact", "approximate", "ivf", "hnsw"}, default="auto"
-        How the neighbour lists are searched (:func:`mvlearn_plus.graphs.knn_search`):
-        ``"ivf"`` (or ``"approximate"``) uses a FAISS inverted-file index that probes enough
-        lists for a measured recall@k of 0.9 (or searches exactly when that needs over 10 % of
-        the lists), ``"hnsw"`` a FAISS HNSW graph whose search beam is widened until the same
-        measured recall, ``"exact"`` a brute-force search; ``"auto"`` is ``"ivf"`` above
-        50,000 samples when FAISS is installed. Exact search costs ``O(n^2 d)`` time, about
-        80 minutes a view at n = 1,000,000 on 2 cores; on isotropic 50-dimensional data the
-        HNSW graph is the cheaper index above about 100,000 samples (see
-        :data:`mvlearn_plus.graphs.HNSW_LINKS`).
+        How the neighbour lists are searched, as ``method`` of
+        :func:`mvlearn_plus.graphs.knn_search`: exact, or a FAISS index (IVF or HNSW)
+        calibrated for a measured recall@k of 0.9; ``"auto"`` is the IVF index above 50,000
+        samples when FAISS is installed.
     max_iter : int, default=50
         Maximum number of outer iterations.
     tol : float, default=1e-3

@@ -233,6 +233,22 @@ def test_knn_search_approximate_index_is_close_to_exact_and_deterministic():
     assert np.mean(y[idx] == y[:, None]) > 0.95
 
 
+def _isotropic_blobs(n=20000, dim=24):
+    """Ten overlapping isotropic blobs: neighbours are hard to find, so the index's setting
+    decides the recall."""
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 10, n)
+    return rng.normal(size=(10, dim))[y] + 1.5 * rng.normal(size=(n, dim))
+
+
+def _recall_on_unseen_queries(X, idx, n_queries=300):
+    """Recall@10 of the self-search lists ``idx`` on queries a calibration did not see."""
+    others = np.random.RandomState(7).choice(len(X), n_queries, replace=False)
+    exact, _ = knn_search(X, 10, query=X[others], method="exact")
+    # the exact query search finds the point itself first; the self-search list excludes it
+    return np.mean([np.intersect1d(f, e[1:]).size / 9 for f, e in zip(idx[others], exact)])
+
+
 def test_knn_search_approximate_probes_enough_lists_for_the_recall_target(monkeypatch):
     pytest.importorskip("faiss")
     import mvlearn_plus.graphs as graphs
@@ -242,21 +258,13 @@ def test_knn_search_approximate_probes_enough_lists_for_the_recall_target(monkey
     monkeypatch.setattr(graphs, "IVF_MAX_PROBE_FRACTION", 1.0)
     # Isotropic 24-dimensional blobs with 512 inverted lists: 16 probed lists find well under
     # 90 % of the true neighbours, so the number of probes is what decides the recall.
-    rng = np.random.RandomState(0)
-    y = rng.randint(0, 10, 20000)
-    X = rng.normal(size=(10, 24))[y] + 1.5 * rng.normal(size=(20000, 24))
+    X = _isotropic_blobs()
     fixed, calibrated = {}, {}
     knn_search(X, 10, method="approximate", recall_target=0.0, info=fixed)
     idx, _ = knn_search(X, 10, method="approximate", info=calibrated)
     assert fixed["n_probes"] == 16 and fixed["calibration_recall"] < 0.85, fixed
     assert calibrated["n_probes"] > 16 and calibrated["calibration_recall"] >= 0.9, calibrated
-    # the recall holds on queries the calibration did not see
-    others = np.random.RandomState(7).choice(20000, 300, replace=False)
-    exact, _ = knn_search(X, 10, query=X[others], method="exact")
-    found = idx[others]
-    # the exact query search finds the point itself first; the self-search list excludes it
-    recall = np.mean([np.intersect1d(f, e[1:]).size / 9 for f, e in zip(found, exact)])
-    assert recall >= 0.85, recall
+    assert _recall_on_unseen_queries(X, idx) >= 0.85
     # With the default fraction, a target that needs over 10 % of the lists is searched exactly.
     monkeypatch.undo()
     fallback = {}
@@ -280,9 +288,7 @@ def test_knn_search_hnsw_widens_its_beam_for_the_recall_target(monkeypatch):
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        rng = np.random.RandomState(0)
-        y = rng.randint(0, 10, 20000)
-        X = rng.normal(size=(10, 24))[y] + 1.5 * rng.normal(size=(20000, 24))
+        X = _isotropic_blobs()
         narrow, calibrated = {}, {}
         knn_search(X, 10, method="hnsw", recall_target=0.0, info=narrow)
         idx, dist = knn_search(X, 10, method="hnsw", info=calibrated)
@@ -295,11 +301,7 @@ def test_knn_search_hnsw_widens_its_beam_for_the_recall_target(monkeypatch):
     np.testing.assert_array_equal(idx, again)
     assert not np.any(idx == np.arange(len(X))[:, None])
     np.testing.assert_allclose(dist, ((X[:, None, :] - X[idx]) ** 2).sum(-1), rtol=1e-6)
-    # the recall holds on queries the calibration did not see
-    others = np.random.RandomState(7).choice(20000, 300, replace=False)
-    exact, _ = knn_search(X, 10, query=X[others], method="exact")
-    recall = np.mean([np.intersect1d(f, e[1:]).size / 9 for f, e in zip(idx[others], exact)])
-    assert recall >= 0.85, recall
+    assert _recall_on_unseen_queries(X, idx) >= 0.85
 
 
 def test_knn_search_hnsw_falls_back_to_exact_when_the_beam_cannot_reach_the_target(
