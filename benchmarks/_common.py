@@ -357,8 +357,7 @@ def run_capped(function, args, cap: float):
     return "timeout", time.perf_counter() - start
 
 
-def code_version(package: str = "mvlearn_plus") -> dict:
-    """The commit the results come from, and whether ``package`` had uncommitted changes."""
+def _git_version(package: str) -> dict:
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
@@ -370,6 +369,19 @@ def code_version(package: str = "mvlearn_plus") -> dict:
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"commit": commit, "dirty": dirty}
+
+
+#: The commit of the code this process loaded, taken when this module is imported (at the
+#: start of a benchmark), not when a record is written: a long run may see later commits.
+_VERSIONS_AT_START = {package: _git_version(package) for package in ("mvlearn_plus", "retrieval")}
+
+
+def code_version(package: str = "mvlearn_plus") -> dict:
+    """The commit the results come from (as the process started), and whether ``package`` had
+    uncommitted changes then."""
+    if package not in _VERSIONS_AT_START:
+        _VERSIONS_AT_START[package] = _git_version(package)
+    return dict(_VERSIONS_AT_START[package])
 
 
 def regularized_spectral_clustering(graphs, n_clusters: int, seed: int) -> np.ndarray:
