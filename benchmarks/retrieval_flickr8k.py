@@ -59,7 +59,7 @@ for _path in (HERE, ROOT):
 
 import torch  # noqa: E402
 
-from _common import append_jsonl, load_jsonl  # noqa: E402
+from _common import append_jsonl, code_version, load_jsonl  # noqa: E402
 from retrieval.data import load_split  # noqa: E402
 from retrieval_methods import _mean_std  # noqa: E402  (the same table cells)
 from retrieval.data.shipped import local_set_dir  # noqa: E402
@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> None:
                       "epochs": args.epochs, "lr": args.lr, "n_train": train_split.n_images,
                       "n_test": test.n_images,
                       **({"beside": args.beside} if args.beside else {}),
-                      "date": datetime.datetime.now().isoformat(timespec="seconds")}
+                      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                      **code_version("retrieval")}
             append_jsonl(record, args.results)
             done.add((row, seed))
             print(f"seed {seed} {row}: test rSum {metrics['rsum']:.1f}, train {elapsed:.0f} s, "

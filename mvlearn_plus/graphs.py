@@ -398,7 +398,7 @@ def _calibrate_ef_search(index, base: np.ndarray, queries: np.ndarray, n_true: i
     recall."""
     sample, truth = _calibration_truth(base, queries, n_true, self_search)
     # The beam must hold the whole candidate list.
-    ef_search = min(max(HNSW_EF_SEARCH, n_candidates), max(HNSW_MAX_EF_SEARCH, n_candidates))
+    ef_search = max(HNSW_EF_SEARCH, n_candidates)
     while True:
         index.hnsw.efSearch = ef_search
         _, found = index.search(queries[sample], n_candidates)
