@@ -297,7 +297,7 @@ def run_all(datasets, methods, seeds, cap, slow=60.0, slow_seeds=3, retry_failed
                 wall = time.perf_counter() - wall
                 base = {"dataset": dataset, "method": method, "seed": seed, "n_samples": n,
                         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                        "guarded": guarded}
+                        "guarded": guarded, "commit": _common.code_version("mvlearn_plus")}
                 if status == "ok":
                     record = {**payload, **base, "status": "ok"}
                     if record["time"] > cap:
@@ -622,6 +622,9 @@ def main() -> None:
                              "(default benchmarks/results)")
     parser.add_argument("--report-only", action="store_true",
                         help="only rebuild the markdown report and plots from the JSONL")
+    parser.add_argument("--supersede", action="store_true",
+                        help="first move the records of --methods on --datasets to "
+                             "clustering_quality.superseded.jsonl, so they run at this commit")
     args = parser.parse_args()
     RESULTS = Path(args.results)
     JSONL = RESULTS / "clustering_quality.jsonl"
@@ -638,6 +641,10 @@ def main() -> None:
     seeds = _parse_seeds(args.seeds)
 
     start = time.perf_counter()
+    if args.supersede and not args.report_only:
+        moved = _common.supersede_records(
+            JSONL, lambda r: r["dataset"] in datasets and r["method"] in methods)
+        log(f"moved {moved} records to the superseded file")
     if not args.report_only:
         log(f"datasets {datasets}; methods {methods}; seeds {seeds}; results -> {JSONL}")
         run_all(datasets, methods, seeds, args.cap, slow=args.slow, slow_seeds=args.slow_seeds,

@@ -108,6 +108,30 @@ def test_spectral_embedding_dense_and_iterative_agree(normalized):
     assert vals_dense[0] == pytest.approx(0.0, abs=1e-8)
 
 
+def test_sparse_graphs_above_the_sparse_limit_skip_the_dense_solver(monkeypatch):
+    """A sparse graph between SPARSE_DENSE_EIGEN_MAX_SAMPLES and DENSE_EIGEN_MAX_SAMPLES takes
+    the iterative solver (the dense one costs O(n^3) on every MGF iteration) and agrees with
+    the dense solve of the same graph."""
+    import mvlearn_plus.graphs as graphs
+
+    n = graphs.SPARSE_DENSE_EIGEN_MAX_SAMPLES + 100
+    assert n < graphs.DENSE_EIGEN_MAX_SAMPLES
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(loc=3.0 * k, size=(n // 3 + (k < n % 3), 5)) for k in range(3)])
+    idx, dist = knn_search(X, 11)
+    graph = pkn_graph(idx, dist, 10)
+    calls = []
+    real_eigh = graphs.scipy.linalg.eigh
+    monkeypatch.setattr(graphs.scipy.linalg, "eigh",
+                        lambda *a, **k: calls.append(1) or real_eigh(*a, **k))
+    F_sparse, vals_sparse = spectral_embedding(graph, 3, random_state=0)
+    assert not calls, "the sparse graph was densified"
+    F_dense, vals_dense = spectral_embedding(graph.toarray(), 3)
+    assert calls, "a dense graph of this size goes to LAPACK"
+    np.testing.assert_allclose(vals_sparse, vals_dense, atol=1e-6)
+    np.testing.assert_allclose(F_sparse @ F_sparse.T, F_dense @ F_dense.T, atol=1e-5)
+
+
 def test_normalized_adjacency_keeps_exact_symmetry_and_leaves_the_graph_alone():
     A = sp.random(200, 200, density=0.05, random_state=0, format="csr")
     W = (A + A.T).tocsr()
