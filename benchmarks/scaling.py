@@ -227,7 +227,7 @@ def plan(ns, methods):
     return jobs
 
 
-def run_all(ns, methods, cap, knn_timeout, path):
+def run_all(ns, methods, cap, knn_timeout, path, beside=None):
     sys.path.insert(0, str(HERE))
     from _common import code_version
 
@@ -255,7 +255,8 @@ def run_all(ns, methods, cap, knn_timeout, path):
         timeout = knn_timeout if scalable else 1.5 * cap + 60
         result = run_child({"method": method, "n": n, "seed": seed}, timeout)
         record = {"method": method, "n": n, "seed": seed, **result, "commit": commit,
-                  "date": datetime.datetime.now().isoformat(timespec="seconds")}
+                  "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                  **({"beside": beside} if beside else {})}
         append(path, record)
         if result["status"] != "ok":
             log(f"n={n:6d} {method:14s} seed {seed}: {result['status'].upper()} "
@@ -335,6 +336,7 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
     first = {(r["method"], r["n"]): r for r in ok if r["seed"] == 0}
     failed = {(r["method"], r["n"]): r for r in records if r["status"] != "ok"}
     ns = sorted({r["n"] for r in records})
+    besides = sorted({r["beside"] for r in records if r.get("beside")})
     try:
         import mvlearn
 
@@ -364,6 +366,8 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
         "that only imports and generates the data; \"RSS before fit\" is the same child's "
         "maximum RSS just before `fit` (after importing the estimator).",
         "* Time = wall-clock of `fit_predict` only, seed 0. ACC/NMI of that fit.",
+        *([f"* Rows marked * ran beside other work ({'; '.join(besides)}): their times can "
+           "only be too long, and compare only with each other."] if besides else []),
         "* Raw records: [scaling.jsonl](scaling.jsonl). Plot: [scaling.png](scaling.png).",
         "",
     ]
@@ -446,8 +450,9 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
         for method in methods:
             r = first.get((method, n))
             if r is not None:
+                star = " *" if r.get("beside") else ""
                 lines.append(
-                    f"| {n:,} | {method} | {r['time']:.2f} | {r['peak_rss_mb']:.0f} | "
+                    f"| {n:,} | {method}{star} | {r['time']:.2f} | {r['peak_rss_mb']:.0f} | "
                     f"{r['rss_before_fit_mb']:.0f} | {r['acc']:.3f} | {r['nmi']:.3f} | "
                     f"{r.get('n_iter', '-')} | {_search_summary(r)[0]} | {_commit(r)} |")
             elif (method, n) in failed:
@@ -550,6 +555,9 @@ def main() -> None:
                         help="kill a kNN-path child after this many seconds")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--beside", default=None,
+                        help="what else ran on the machine during these fits (kept in each "
+                        "record; such rows are marked * in the report)")
     parser.add_argument("--calibrate", action="store_true",
                         help="print exact-path ACC at n=2000 for a few noise levels and exit")
     args = parser.parse_args()
@@ -581,7 +589,7 @@ def main() -> None:
             or (r["n"] in ns and r["method"] in set(methods) | {BASELINE}))
         log(f"moved {moved} records to the superseded file")
     if not args.report_only:
-        run_all(ns, methods, args.cap, args.knn_timeout, path)
+        run_all(ns, methods, args.cap, args.knn_timeout, path, beside=args.beside)
         log(f"runs finished in {(time.perf_counter() - start) / 60:.1f} min")
     write_report(path, methods, args.cap, args.knn_timeout)
 
