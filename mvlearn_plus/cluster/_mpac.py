@@ -159,6 +159,11 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         Samples whose final label differs from the kept start's labels.
     view_affinities_ : list of ndarray or csr_matrix
         The graphs ``S_v``; only with ``store_graphs=True``.
+    neighbor_search_ : list of dict or None
+        On the kNN path, how each view's neighbour lists were searched: ``"method"``
+        (``"exact"`` or ``"approximate"``) and, for an approximate index, which one, its
+        setting (lists probed or search beam) and the recall measured on its calibration
+        queries (see :func:`mvlearn_plus.graphs.knn_search`); ``None`` on the dense path.
     n_iter_ : int
         Outer iterations of the kept start.
     objective_history_ : list of float
@@ -306,7 +311,11 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
         pkn_k = min(self.pkn_neighbors, n - 2) if n > 2 else 1
         support_k = min(self.n_neighbors, n - 1)
         n_search = min(max(pkn_k + 1, support_k), n - 1)
-        neighbour_lists = [knn_search(X, n_search, method=self.knn_method) for X in views]
+        search_info = [{} for _ in views]
+        neighbour_lists = [knn_search(X, n_search, method=self.knn_method, info=info)
+                           for X, info in zip(views, search_info)]
+        # The dense path searches too (for the PKN start), but its graphs do not live on them.
+        self.neighbor_search_ = search_info if algorithm == "knn" else None
         self._normalized_indicator = self.indicator == "normalized" and not reference
         self._normalized_laplacian = self.laplacian == "normalized" and not reference
         initial_partitions = self._initial_partitions(neighbour_lists, pkn_k, c, rng, n)

@@ -513,8 +513,9 @@ def test_knn_path_with_the_approximate_index_recovers_planted_clusters(Estimator
     model = Estimator(n_clusters=4, algorithm="knn", knn_method=knn_method,
                       random_state=0).fit(views)
     assert clustering_accuracy(y, model.labels_) > 0.95
-    # the option reaches the search (MGF records how each view was searched)
-    for search in getattr(model, "neighbor_search_", None) or []:
+    # the option reaches the search (both record how each view was searched)
+    assert len(model.neighbor_search_) == len(views)
+    for search in model.neighbor_search_:
         assert search["index"] == {"approximate": "ivf"}.get(knn_method, knn_method), search
     assert clustering_accuracy(y[:50], model.predict([v[:50] for v in views])) > 0.95
 
