@@ -359,7 +359,9 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
         "* Methods: MGF and mPAC with their defaults except `algorithm` (`\"dense\"` = exact path, "
         f"run up to n = {DENSE_MAX_N}; `\"knn\"` = scalable path, every n); mvlearn 0.5.0 "
         "`MultiviewSpectralClustering(n_init=10)` (rbf affinity, as in the quality "
-        f"benchmark). A method whose fit exceeds {cap:.0f} s is not run at larger n (kill "
+        f"benchmark); `(kNN/HNSW)` rows search their neighbour lists with a calibrated FAISS "
+        "HNSW graph (`knn_method=\"hnsw\"`), the others with `knn_method=\"auto\"`. A "
+        f"method whose fit exceeds {cap:.0f} s is not run at larger n (kill "
         f"timeout {1.5 * cap + 60:.0f} s; {knn_timeout:.0f} s for the kNN path).",
         "* Peak RSS = the child's `ru_maxrss` in MB (MiB), **including** the interpreter, the "
         "imported libraries and the data: nothing is subtracted. The baseline row is a child "
