@@ -42,6 +42,7 @@ References
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Optional, Tuple, Union
 
@@ -181,7 +182,8 @@ def knn_search(
         When given, filled with how the search ran: ``"method"`` (``"exact"`` or
         ``"approximate"``) and, for an approximate index, ``"index"`` (``"ivf"`` or
         ``"hnsw"``), ``"calibration_recall"`` and ``"n_lists"`` and ``"n_probes"`` (IVF) or
-        ``"ef_search"`` (HNSW); ``"reason"`` when it fell back to the exact search.
+        ``"ef_search"`` (HNSW); ``"reason"`` when it fell back to the exact search;
+        ``"seconds"``, the wall-clock time of the whole search (index, calibration, re-ranking).
 
     Returns
     -------
@@ -190,6 +192,7 @@ def knn_search(
     sq_distances : ndarray of shape (n_queries, n_neighbors), float64
         The corresponding squared Euclidean distances (clipped at 0).
     """
+    started = time.perf_counter()
     n_samples = X.shape[0]
     self_search = query is None
     if self_search and not 1 <= n_neighbors < n_samples:
@@ -256,6 +259,8 @@ def knn_search(
                 idx[row], dist[row] = _exact_row(X64, Q64[row], n_search)
     if self_search:
         idx, dist = _drop_self(idx, dist)
+    if info is not None:
+        info["seconds"] = time.perf_counter() - started
     return idx.astype(np.int64, copy=False), np.maximum(dist, 0.0)
 
 

@@ -162,8 +162,9 @@ class PartitionAlignmentClustering(SelfExpressiveClusteringBase):
     neighbor_search_ : list of dict or None
         On the kNN path, how each view's neighbour lists were searched: ``"method"``
         (``"exact"`` or ``"approximate"``) and, for an approximate index, which one, its
-        setting (lists probed or search beam) and the recall measured on its calibration
-        queries (see :func:`mvlearn_plus.graphs.knn_search`); ``None`` on the dense path.
+        setting (lists probed or search beam), the recall measured on its calibration
+        queries and the search's wall-clock ``"seconds"`` (see
+        :func:`mvlearn_plus.graphs.knn_search`); ``None`` on the dense path.
     n_iter_ : int
         Outer iterations of the kept start.
     objective_history_ : list of float

@@ -517,6 +517,7 @@ def test_knn_path_with_the_approximate_index_recovers_planted_clusters(Estimator
     assert len(model.neighbor_search_) == len(views)
     for search in model.neighbor_search_:
         assert search["index"] == {"approximate": "ivf"}.get(knn_method, knn_method), search
+        assert search["seconds"] > 0
     assert clustering_accuracy(y[:50], model.predict([v[:50] for v in views])) > 0.95
 
 
