@@ -90,19 +90,19 @@ METHODS = {
     "MGF (kNN/HNSW)": ("MGF", "knn"),
     "mPAC (kNN/HNSW)": ("mPAC", "knn"),
     "MGF (kNN/exact on 10^5 subsample)": ("MGF", "knn"),
-    "MGF (kNN/HNSW, first 2 iterations)": ("MGF", "knn"),
+    "MGF (kNN/HNSW; first 2 iterations)": ("MGF", "knn"),
 }
 #: Rows that search their neighbour lists with another index than ``knn_method="auto"``.
 KNN_METHOD = {"MGF (kNN/HNSW)": "hnsw", "mPAC (kNN/HNSW)": "hnsw",
               "MGF (kNN/exact on 10^5 subsample)": "exact",
-              "MGF (kNN/HNSW, first 2 iterations)": "hnsw"}
+              "MGF (kNN/HNSW; first 2 iterations)": "hnsw"}
 #: Rows fitted on the first m samples of the n generated (the labels are shuffled, so these are
 #: a uniform subsample); they run only at n = 10^6.
 SUBSAMPLE = {"MGF (kNN/exact on 10^5 subsample)": 100000}
 #: Rows stopped after a fixed number of iterations, run only at n = 10^6: where the full fit
 #: does not fit in the session, the cost of its phases (neighbour search, set-up, one iteration)
 #: is measured instead of projected. Their ACC is that of an unfinished fit.
-MAX_ITER = {"MGF (kNN/HNSW, first 2 iterations)": 2}
+MAX_ITER = {"MGF (kNN/HNSW; first 2 iterations)": 2}
 LARGE_ONLY = set(SUBSAMPLE) | set(MAX_ITER)
 #: Approximate neighbour lists must reach this recall@k on their calibration queries (issue 23).
 RECALL_TARGET = 0.9
