@@ -422,9 +422,11 @@ def write_report(path: Path, methods, cap, knn_timeout) -> None:
         for family in ("MGF", "mPAC"):
             rows = [m for m in (f"{family} (kNN)", f"{family} (kNN/HNSW)")
                     if (m, n_target) in first or (m, n_target) in failed]
+            partial = [m for m in MAX_ITER if m.startswith(family) and (m, n_target) in failed]
             if not rows:
+                why = (f"not run; see the {partial[0]} row" if partial else "not run")
                 target_lines.append(f"* {family} scalable path at n = {n_target:,}: **FAIL** "
-                                    "(not run).")
+                                    f"({why}).")
             for method in rows:
                 head = f"* {method} at n = {n_target:,}"
                 r = first.get((method, n_target))
